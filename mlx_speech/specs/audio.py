@@ -37,6 +37,13 @@ class MelSpec(Spec):
         require(self.power in (1.0, 2.0), w, f"power must be 1.0 or 2.0, got {self.power}")
         require(self.log_floor > 0, w, "log_floor must be positive")
 
+    def mel_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for ``mlx_speech.audio`` / ``torch_ref.audio`` mel functions."""
+        return {"sample_rate": self.sample_rate, "n_fft": self.n_fft, "hop_length": self.hop_length,
+                "win_length": self.win_length, "n_mels": self.n_mels, "f_min": self.f_min,
+                "f_max": self.f_max, "power": self.power, "center": self.center,
+                "htk": self.mel_scale == "htk", "norm": self.norm}
+
     @property
     def frame_rate(self) -> float:
         return self.sample_rate / self.hop_length

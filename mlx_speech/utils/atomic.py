@@ -30,6 +30,9 @@ def atomic_path(dest: str | os.PathLike[str], *, suffix: str | None = None) -> I
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
