@@ -12,9 +12,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import mlx_speech  # noqa: F401  (before mlx: sets up the BLAS)
+from _timing import compare_times, torch_threads
 from mlx_speech import _blas
 
 _CHILD = r"""
@@ -37,16 +37,6 @@ print(json.dumps(sorted(ts)[len(ts) // 2]))
 """
 
 
-def _median_time(fn, reps: int) -> float:
-    fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return sorted(ts)[len(ts) // 2]
-
-
 def _child(n: int, reps: int, which: str, env: dict[str, str] | None = None) -> float:
     out = subprocess.run([sys.executable, "-c", _CHILD, str(n), str(reps), which],
                          capture_output=True, text=True, check=True, env={**os.environ, **(env or {})})
@@ -64,15 +54,11 @@ def main() -> None:
     import numpy as np
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch_threads()
     a = np.random.default_rng(0).standard_normal((args.n, args.n)).astype(np.float32)
     xm, xt = mx.array(a), torch.from_numpy(a)
-    # Interleave rounds so machine noise hits both sides alike.
-    mlx_ts, torch_ts = [], []
-    for _ in range(3):
-        torch_ts.append(_median_time(lambda: xt @ xt, args.reps))
-        mlx_ts.append(_median_time(lambda: mx.eval(xm @ xm), args.reps))
-    t_mlx, t_torch = min(mlx_ts), min(torch_ts)
+    best = compare_times({"torch": lambda: xt @ xt, "mlx": lambda: mx.eval(xm @ xm)}, reps=args.reps)
+    t_mlx, t_torch = best["mlx"], best["torch"]
     err = float(np.abs(np.array(xm @ xm) - (xt @ xt).numpy()).max())
     result = {
         "bench": "blas_matmul",

@@ -20,6 +20,7 @@ class ModelEntry:
     spec: str  # "module:SpecClass"
     mlx: str  # "module:builder"
     torch: str  # "module:builder"
+    spread: bool = False  # call builder(**spec.to_dict()) instead of builder(spec)
 
     def spec_class(self) -> type[Spec]:
         return _resolve(self.spec)
@@ -31,17 +32,21 @@ class ModelEntry:
         return cls.from_dict(data or {})
 
     def build_mlx(self, spec: dict[str, Any] | Spec | None = None) -> Any:
-        return _resolve(self.mlx)(self.build_spec(spec))
+        return self._call(self.mlx, self.build_spec(spec))
 
     def build_torch(self, spec: dict[str, Any] | Spec | None = None) -> Any:
-        return _resolve(self.torch)(self.build_spec(spec))
+        return self._call(self.torch, self.build_spec(spec))
+
+    def _call(self, target: str, spec: Spec) -> Any:
+        builder = _resolve(target)
+        return builder(**spec.to_dict()) if self.spread else builder(spec)
 
 
 _MODELS: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, spec: str, mlx: str, torch: str) -> None:
-    _MODELS[name] = ModelEntry(name=name, spec=spec, mlx=mlx, torch=torch)
+def register_model(name: str, *, spec: str, mlx: str, torch: str, spread: bool = False) -> None:
+    _MODELS[name] = ModelEntry(name=name, spec=spec, mlx=mlx, torch=torch, spread=spread)
 
 
 def get_model(name: str) -> ModelEntry:
@@ -61,8 +66,23 @@ def _resolve(target: str) -> Any:
 
 # --- the registered models ----------------------------------------------------------------
 register_model("transformer", spec="mlx_speech.specs.layers:TransformerSpec",
-               mlx="mlx_speech.layers.transformer:build_transformer",
-               torch="torch_ref.layers.transformer:build_transformer")
+               mlx="mlx_speech.layers.transformer:Transformer",
+               torch="torch_ref.layers.transformer:Transformer", spread=True)
 register_model("conformer", spec="mlx_speech.specs.layers:ConformerSpec",
-               mlx="mlx_speech.layers.conformer:build_conformer",
-               torch="torch_ref.layers.conformer:build_conformer")
+               mlx="mlx_speech.layers.conformer:Conformer",
+               torch="torch_ref.layers.conformer:Conformer", spread=True)
+register_model("vector_quantizer", spec="mlx_speech.specs.quantize:VQSpec",
+               mlx="mlx_speech.quantize.vq:build_vector_quantizer",
+               torch="torch_ref.quantize.vq:build_vector_quantizer")
+register_model("residual_vq", spec="mlx_speech.specs.quantize:RVQSpec",
+               mlx="mlx_speech.quantize.rvq:build_residual_vq",
+               torch="torch_ref.quantize.rvq:build_residual_vq")
+register_model("split_residual_vq", spec="mlx_speech.specs.quantize:SplitRVQSpec",
+               mlx="mlx_speech.quantize.rvq:build_split_residual_vq",
+               torch="torch_ref.quantize.rvq:build_split_residual_vq")
+register_model("bsq", spec="mlx_speech.specs.quantize:BSQSpec",
+               mlx="mlx_speech.quantize.bsq:build_bsq",
+               torch="torch_ref.quantize.bsq:build_bsq")
+register_model("bridge_quantizer", spec="mlx_speech.specs.quantize:BridgeSpec",
+               mlx="mlx_speech.quantize.bridge:build_bridge",
+               torch="torch_ref.quantize.bridge:build_bridge")
