@@ -150,6 +150,58 @@ def convert_to_mlx(src: Path, dst: Path) -> None:
     click.echo(f"wrote {dst} ({meta['model']}, {meta['num_tensors']} tensors, MLX layout)")
 
 
+@cli.command()
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option("--backend", type=click.Choice(["mlx", "torch"]), default="mlx", show_default=True,
+              help="mlx (mlx.launch for data parallel) or torch (torchrun + DDP).")
+@click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output directory (overrides the recipe's out_dir).")
+@click.option("--steps", type=click.IntRange(1), default=None, help="Override the number of steps.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe field (value in YAML), e.g. --set data.batch_size=16.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (the JSONL log is still written).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def train(config: Path, backend: str, out_dir: Path | None, steps: int | None,
+          overrides: tuple[str, ...], no_progress: bool, as_json: bool) -> None:
+    """Train the recipe CONFIG (YAML); resumes from the newest checkpoint in its out_dir."""
+    from mlx_speech.train.recipe import load_recipe, make_trainer  # noqa: PLC0415
+
+    extra = [f"steps={steps}"] if steps is not None else []
+    spec = load_recipe(config, [*overrides, *extra])
+    trainer = make_trainer(spec, backend, out_dir=out_dir, progress=False if no_progress else None)
+    summary = trainer.run()
+    if trainer.rank == 0:
+        _emit(summary, as_json)
+
+
+@cli.group(cls=_Group, name="data")
+def data_group() -> None:
+    """Datasets: offline speech corpora."""
+
+
+@data_group.command("synth-corpus")
+@click.option("--langs", default="en,hi,te", show_default=True, help="Comma-separated: en, hi, te.")
+@click.option("--n", "n", type=click.IntRange(1), default=30, show_default=True,
+              help="Utterances in total, spread evenly over the languages.")
+@click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Output directory (wavs/, manifest.jsonl).")
+@click.option("--sr", type=int, default=16000, show_default=True, help="Sample rate of the WAVs.")
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True, help="Parallel workers.")
+@click.option("--engines", default=None, help="Limit to these synthesizers: festival,espeak,flite.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sentence / voice choice seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def data_synth_corpus(langs: str, n: int, out_dir: Path, sr: int, workers: int, engines: str | None,
+                      seed: int, as_json: bool) -> None:
+    """Generate a speech corpus offline with festival, espeak-ng and flite (WAV + timings + manifest)."""
+    from mlx_speech.data.synth_corpus import synth_corpus  # noqa: PLC0415
+
+    summary = synth_corpus(
+        out_dir, langs=[x.strip() for x in langs.split(",") if x.strip()], n=n, sample_rate=sr,
+        workers=workers, engines=None if engines is None else [e.strip() for e in engines.split(",")],
+        seed=seed, progress=not as_json)
+    _emit(summary, as_json)
+
+
 def main() -> None:
     cli(prog_name="mlx-speech")
 

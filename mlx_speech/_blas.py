@@ -41,9 +41,14 @@ def _cache_dir() -> Path:
 
 
 def _mlx_dir() -> Path | None:
+    # mlx is a namespace package: a stray ``mlx/`` folder on sys.path (e.g. in the working
+    # directory) joins its portions, so pick the portion that really holds libmlx.
     spec = importlib.util.find_spec("mlx")
     if spec is None or not spec.submodule_search_locations:
         return None
+    for loc in spec.submodule_search_locations:
+        if (Path(loc) / "lib" / "libmlx.so").exists():
+            return Path(loc)
     return Path(list(spec.submodule_search_locations)[0])
 
 

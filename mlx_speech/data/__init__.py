@@ -1,0 +1,7 @@
+"""Data (framework-neutral: numpy + soundfile, no mlx, no torch).
+
+``manifest`` (JSONL manifests, audio folders, LJSpeech), ``sampler`` (weighted multilingual
+batch plans, length bucketing, sharding), ``loader`` (prefetching batches, random crops),
+``augment`` (SpecAugment masks, noise at an SNR), ``synth_corpus`` + ``voices`` +
+``sentences`` (offline corpus from festival / espeak-ng / flite), ``toy`` (a synthetic corpus).
+"""

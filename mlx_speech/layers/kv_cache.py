@@ -1,0 +1,114 @@
+"""External key/value cache for incremental (streaming) attention (MLX).
+
+One :class:`KVCache` per attention layer, made by ``MultiHeadAttention.make_cache()`` or, for
+a stack, ``Transformer.make_cache()`` (a list, one per layer). The cache is state, not a
+parameter: it lives outside the module tree, so a model can serve several streams at once and
+its weights stay immutable.
+
+Layout: keys and values are ``(B, H_kv, S, Dh)``, keys stored *after* RoPE (a key's rotation
+depends only on its own absolute position, so it never has to be recomputed).
+
+``offset`` counts every position ever appended: the next query sits at absolute position
+``offset``. After ``update_and_fetch`` returns ``S`` keys, they are the positions
+``offset - S ... offset - 1`` (``key_start``).
+
+Bounded context (sliding window, Mimi: ``context=250``): a query at position ``p`` sees keys
+``p - context < q <= p``. Between calls the cache keeps only the last ``context`` positions,
+which covers every key a future query can see (``context - 1`` would suffice; one spare row
+is masked out by the window). Within one call the returned keys are the kept ones plus the
+whole new chunk, so a chunk of any length attends exactly as the full masked pass.
+Unbounded context (``context=None``): keys are kept in a buffer grown in steps of
+``step`` positions and written in place, so a long decode does not copy the history at
+every step.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+
+
+class KVCache:
+    """Keys/values of one attention layer across calls; see the module docstring.
+
+    Args:
+        context: keep only the last ``context`` positions (sliding window); None keeps all.
+        step: growth of the unbounded buffer, in positions.
+    """
+
+    def __init__(self, *, context: int | None = None, step: int = 256) -> None:
+        if context is not None and (not isinstance(context, int) or context <= 0):
+            raise ValueError(f"KVCache: context must be a positive int or None, got {context!r}")
+        if not isinstance(step, int) or step <= 0:
+            raise ValueError(f"KVCache: step must be a positive int, got {step!r}")
+        self.context = context
+        self.step = step
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (a new stream starts at position 0)."""
+        self.offset = 0
+        self._keys: mx.array | None = None
+        self._values: mx.array | None = None
+        self._length = 0  # valid rows in the buffers
+
+    @property
+    def length(self) -> int:
+        """Number of positions currently held (before the next update)."""
+        return self._length
+
+    @property
+    def key_start(self) -> int:
+        """Absolute position of the first held key."""
+        return self.offset - self._length
+
+    def update_and_fetch(self, k: mx.array, v: mx.array) -> tuple[mx.array, mx.array]:
+        """Append ``k, v`` ``(B, H_kv, T, Dh)``; return every key/value a query of this chunk
+        may attend to, ``(B, H_kv, S, Dh)``, ending with the new chunk."""
+        self._check(k, v)
+        T = k.shape[2]
+        if self.context is None:
+            keys, values = self._append_unbounded(k, v)
+        else:
+            keys, values = self._append_window(k, v)
+        self.offset += T
+        return keys, values
+
+    def _check(self, k: mx.array, v: mx.array) -> None:
+        if k.ndim != 4 or k.shape != v.shape:
+            raise ValueError(
+                f"KVCache expects k and v of the same shape (B, H, T, Dh), got {k.shape} "
+                f"and {v.shape}")
+        if self._keys is not None:
+            held = self._keys.shape
+            if (held[0], held[1], held[3]) != (k.shape[0], k.shape[1], k.shape[3]):
+                raise ValueError(
+                    f"KVCache holds (B, H, Dh) = {(held[0], held[1], held[3])} but got "
+                    f"{(k.shape[0], k.shape[1], k.shape[3])}; call reset() for a new stream")
+
+    def _append_window(self, k: mx.array, v: mx.array) -> tuple[mx.array, mx.array]:
+        if self._keys is None:
+            keys, values = k, v
+        else:
+            keys = mx.concatenate([self._keys, k], axis=2)
+            values = mx.concatenate([self._values, v], axis=2)
+        keep = min(keys.shape[2], self.context)
+        self._keys = keys[:, :, keys.shape[2] - keep:]
+        self._values = values[:, :, values.shape[2] - keep:]
+        self._length = keep
+        return keys, values
+
+    def _append_unbounded(self, k: mx.array, v: mx.array) -> tuple[mx.array, mx.array]:
+        B, H, T, Dh = k.shape
+        end = self._length + T
+        if self._keys is None or end > self._keys.shape[2]:
+            capacity = ((end + self.step - 1) // self.step) * self.step
+            grown_k = mx.zeros((B, H, capacity, Dh), dtype=k.dtype)
+            grown_v = mx.zeros((B, H, capacity, Dh), dtype=v.dtype)
+            if self._keys is not None and self._length:
+                grown_k[:, :, : self._length] = self._keys[:, :, : self._length]
+                grown_v[:, :, : self._length] = self._values[:, :, : self._length]
+            self._keys, self._values = grown_k, grown_v
+        self._keys[:, :, self._length: end] = k
+        self._values[:, :, self._length: end] = v
+        self._length = end
+        return self._keys[:, :, :end], self._values[:, :, :end]

@@ -1,0 +1,129 @@
+"""What a trainer trains: the task interface, the task registry, and the framework-neutral
+half of the shipped tiny tasks.
+
+Framework-neutral (imports neither mlx nor torch). A task is split in two:
+
+* here, ``prepare(batch, rngs, train)``: numpy only, run in the training thread. All random
+  draws of a step happen here, one generator per row of the *global* batch (``rngs[i]``
+  belongs to this rank's ``i``-th row), so the inputs of a row do not depend on the number of
+  ranks or on the gradient accumulation, and are the same in MLX and torch_ref.
+* in ``mlx_speech.train.<file>`` and ``torch_ref.train.<file>``, the same class name built on
+  this base: ``build()`` returns the module, ``loss(model, inputs)`` returns
+  ``(scalar loss, {name: scalar})`` with the loss a *mean over rows*. GAN tasks instead give
+  ``discriminator_loss(generator, discriminator, inputs)`` and
+  ``generator_loss(generator, discriminator, inputs)``; their module has ``generator`` and
+  ``discriminator`` children. In torch_ref the modules passed in may be DDP wrappers: call
+  them, do not reach into their children.
+
+Register a task with :func:`register_task` under a name a recipe's ``task:`` uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mlx_speech.data.augment import frame_lengths, spec_augment_masks, white_noise_at_snr
+from mlx_speech.data.loader import Batch
+from mlx_speech.errors import SpecError
+from mlx_speech.specs.base import Spec
+from mlx_speech.specs.train import MelDenoiseGANSpec, MelDenoiserSpec
+
+
+class Task:
+    """Neutral base of a task. ``spec`` is the recipe's ``model:`` mapping, checked strictly."""
+
+    spec_class: ClassVar[type[Spec]]
+    gan: ClassVar[bool] = False
+
+    def __init__(self, spec: dict[str, Any] | Spec) -> None:
+        if isinstance(spec, self.spec_class):
+            self.spec = spec
+        elif isinstance(spec, dict):
+            self.spec = self.spec_class._build(spec, strict=True, where="model")
+        else:
+            raise SpecError(f"model: expected a mapping, got {type(spec).__name__}")
+
+    def prepare(self, batch: Batch, rngs: list[np.random.Generator], *, train: bool) -> dict[str, np.ndarray]:
+        """numpy inputs of one step for this rank's rows (see the module docstring)."""
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    mlx: str
+    torch: str
+
+
+_TASKS: dict[str, _Entry] = {}
+
+
+def register_task(name: str, *, mlx: str, torch: str) -> None:
+    """Register ``"module:Class"`` targets of a task for both frameworks (imported lazily)."""
+    _TASKS[name] = _Entry(mlx=mlx, torch=torch)
+
+
+def task_names() -> list[str]:
+    return sorted(_TASKS)
+
+
+def get_task(name: str, backend: str) -> type[Task]:
+    if name not in _TASKS:
+        raise SpecError(f"unknown task {name!r}; registered: {', '.join(task_names())}")
+    module, _, attr = getattr(_TASKS[name], backend).partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+# --- mel_denoise / mel_denoise_gan: the neutral half ------------------------------------------
+class MelDenoiseBase(Task):
+    """Inputs of the tiny denoiser: clean and noisy waveforms, valid lengths in samples and
+    frames, and SpecAugment keep-masks for the noisy log-mel (all ones when disabled or not
+    training). Validation rows get noise too (from their own fixed generators), so the
+    validation loss measures the same job."""
+
+    spec_class = MelDenoiserSpec
+
+    @property
+    def denoiser(self) -> MelDenoiserSpec:
+        return self.spec
+
+    def prepare(self, batch: Batch, rngs: list[np.random.Generator], *, train: bool) -> dict[str, np.ndarray]:
+        s = self.denoiser
+        mel = s.mel
+        B, T = batch.wav.shape
+        frames = int(frame_lengths(np.array([T]), hop_length=mel.hop_length, center=mel.center,
+                                   n_fft=mel.n_fft)[0])
+        noise = np.zeros_like(batch.wav)
+        t_keep = np.ones((B, frames), dtype=np.float32)
+        f_keep = np.ones((B, mel.n_mels), dtype=np.float32)
+        aug = s.spec_augment
+        for i, rng in enumerate(rngs):
+            noise[i] = white_noise_at_snr(rng, batch.wav[i:i + 1], batch.lengths[i:i + 1],
+                                          (s.snr_db[0], s.snr_db[1]))[0]
+            if train and aug.enabled:
+                t, f = spec_augment_masks(rng, 1, frames, mel.n_mels, time_masks=aug.time_masks,
+                                          time_width=aug.time_width, freq_masks=aug.freq_masks,
+                                          freq_width=aug.freq_width)
+                t_keep[i], f_keep[i] = t[0], f[0]
+        n_frames = np.minimum(frame_lengths(batch.lengths, hop_length=mel.hop_length,
+                                            center=mel.center, n_fft=mel.n_fft), frames)
+        return {"clean": batch.wav, "noisy": batch.wav + noise, "frames": n_frames.astype(np.int32),
+                "time_keep": t_keep, "freq_keep": f_keep}
+
+
+class MelDenoiseGANBase(MelDenoiseBase):
+    spec_class = MelDenoiseGANSpec
+    gan = True
+
+    @property
+    def denoiser(self) -> MelDenoiserSpec:
+        return self.spec.generator
+
+
+register_task("mel_denoise", mlx="mlx_speech.train.tiny:MelDenoiseTask",
+              torch="torch_ref.train.tiny:MelDenoiseTask")
+register_task("mel_denoise_gan", mlx="mlx_speech.train.tiny:MelDenoiseGANTask",
+              torch="torch_ref.train.tiny:MelDenoiseGANTask")

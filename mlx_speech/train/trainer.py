@@ -1,0 +1,240 @@
+"""The MLX trainer: :class:`~mlx_speech.train.loop.TrainLoop` with MLX models and maths.
+
+Weights are kept as a flat dict of float32 master copies (``self.params``); each forward binds
+them into the module (cast to bf16 under ``precision: bf16``; gradients flow back to the fp32
+masters). Only non-``_`` attributes are parameters, so caches and streaming state never
+enter gradients, EMA or checkpoints. Per step:
+
+1. micro-batches: ``value_and_grad`` of the task loss w.r.t. the trainable parameters, summed
+   then divided by their number;
+2. data parallel: one ``all_sum`` of gradients + loss over ranks, divided by the world size;
+3. global-norm clipping, NaN/Inf check (a bad step changes nothing), AdamW per group, EMA.
+
+GAN tasks run a discriminator step (gradients w.r.t. ``discriminator.*`` only, its own
+optimiser) and then a generator step against the updated discriminator.
+Dropout draws from ``mx.random``, re-seeded every step from a checkpointed key chain that is
+the same on every rank, mixed with the rank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+from mlx.utils import tree_flatten, tree_unflatten
+
+from mlx_speech.errors import CheckpointError
+from mlx_speech.specs.train import OptimizerSpec
+from mlx_speech.train.checkpoint import add_prefix, strip_prefix
+from mlx_speech.train.distributed import DataParallel
+from mlx_speech.train.loop import StepResult, TrainLoop
+from mlx_speech.train.optim import EMA, AdamW
+from mlx_speech.train.schedule import resolve_groups
+
+_DISC = "discriminator."
+
+
+def rank_seed(value: int, rank: int) -> int:
+    """A 64-bit seed for ``rank`` from a shared 64-bit draw (a rank-0 checkpoint then restores
+    every rank's stream)."""
+    return (value ^ (rank * 0x9E3779B97F4A7C15)) % 2**64
+
+
+class Trainer(TrainLoop):
+    """Train a registered task with MLX. See :class:`TrainLoop` for the arguments."""
+
+    framework = "mlx"
+
+    # -- set-up ----------------------------------------------------------------------------------
+    def _init_distributed(self) -> tuple[int, int]:
+        self.dp = DataParallel()
+        return self.dp.rank, self.dp.world
+
+    def _setup(self) -> None:
+        spec = self.spec
+        mx.random.seed(spec.seed)
+        self.model = self.task.build()
+        self.model.train()
+        self.params: dict[str, mx.array] = self.dp.broadcast(dict(tree_flatten(self.model.parameters())))
+        self.dtype = mx.bfloat16 if spec.precision == "bf16" else mx.float32
+        names = list(self.params)
+        self.optims: dict[str, AdamW] = {}
+        if self.task.gan:
+            gen = [n for n in names if not n.startswith(_DISC)]
+            disc = [n for n in names if n.startswith(_DISC)]
+            self.optims["optim"] = self._make_opt(gen, spec.optimizer, "optimizer")
+            self.optims["doptim"] = self._make_opt(disc, spec.disc_opt(), "disc_optimizer")
+        else:
+            self.optims["optim"] = self._make_opt(names, spec.optimizer, "optimizer")
+        self.ema = EMA(spec.ema, self.params) if spec.ema.enabled else None
+        self.key = mx.random.key(spec.seed)
+        self._vg: dict[tuple, Callable] = {}
+        self._bind(self.params)
+
+    def _make_opt(self, names: list[str], spec: OptimizerSpec, where: str) -> AdamW:
+        return AdamW(resolve_groups(names, spec, where=where), spec, self.params)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _cast(self, values: dict[str, mx.array]) -> dict[str, mx.array]:
+        if self.dtype == mx.float32:
+            return values
+        return {k: v.astype(self.dtype) for k, v in values.items()}
+
+    def _bind(self, values: dict[str, mx.array]) -> None:
+        self.model.update(tree_unflatten(list(values.items())))
+
+    def _seed_step(self) -> None:
+        """Advance the key chain (identical on every rank, checkpointed) and seed this rank's
+        ``mx.random`` stream from the new sub-key and the rank."""
+        keys = mx.random.split(self.key)
+        self.key = keys[0]
+        lo, hi = (int(v) for v in np.array(keys[1]))
+        mx.random.seed(rank_seed((hi << 32) | lo, self.rank))
+
+    def _value_and_grad(self, kind: str, fn: Callable[[dict[str, mx.array]], Any],
+                        names: list[str]) -> Callable:
+        """``(train, fixed, inputs) -> ((loss, metrics), grads)``, compiled once per ``kind``
+        (``mx.compile`` retraces for new input shapes; ``compile: false`` in the recipe skips it)."""
+        key = (kind, tuple(names))
+        if key not in self._vg:
+            def f(train: dict[str, mx.array], fixed: dict[str, mx.array], inputs: dict[str, mx.array]):
+                self._bind(self._cast({**fixed, **train}))
+                return fn(inputs)
+
+            vg = mx.value_and_grad(f)
+            if self.spec.compile:
+                vg = mx.compile(vg, inputs=mx.random.state, outputs=mx.random.state)
+            self._vg[key] = vg
+        return self._vg[key]
+
+    def _grads(self, kind: str, fn: Callable[[dict[str, mx.array]], tuple[mx.array, dict[str, mx.array]]],
+               names: list[str], micro: list[dict[str, np.ndarray]]
+               ) -> tuple[mx.array, dict[str, mx.array], dict[str, mx.array]]:
+        """Mean loss, gradients (w.r.t. ``names``) and metrics over micro-batches and ranks."""
+        train = {n: self.params[n] for n in names}
+        fixed = {n: v for n, v in self.params.items() if n not in train}
+        vg = self._value_and_grad(kind, fn, names)
+        grads: dict[str, mx.array] | None = None
+        loss_sum = mx.array(0.0)
+        metric_sum: dict[str, mx.array] = {}
+        for inputs in micro:
+            (loss, metrics), g = vg(train, fixed, {k: mx.array(v) for k, v in inputs.items()})
+            grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
+            loss_sum = loss_sum + loss
+            metric_sum = {k: metric_sum.get(k, 0.0) + v for k, v in metrics.items()}
+            if len(micro) > 1:  # bound memory to one micro-batch's graph
+                mx.eval(grads, loss_sum, metric_sum)
+        n = len(micro)
+        packed = dict(grads) if n == 1 else {k: v / n for k, v in grads.items()}
+        packed["\0loss"] = loss_sum / n
+        packed.update({f"\0m.{k}": v / n for k, v in metric_sum.items()})
+        packed = self.dp.average(packed)
+        loss = packed.pop("\0loss")
+        metrics = {k[3:]: packed.pop(k) for k in list(packed) if k.startswith("\0m.")}
+        return loss, packed, metrics
+
+    # -- hooks -----------------------------------------------------------------------------------
+    def _train_step(self, micro: list[dict[str, np.ndarray]], lr_scale: float, step: int) -> StepResult:
+        self._seed_step()
+        model, task = self.model, self.task
+        metrics: dict[str, float] = {}
+        finite = True
+        if task.gan:
+            d_loss, d_grads, d_met = self._grads(
+                "disc", lambda x: task.discriminator_loss(model.generator, model.discriminator, x),
+                self.optims["doptim"].names, micro)
+            ok, _ = self._update("doptim", d_loss, d_grads, lr_scale)
+            finite = finite and ok
+            metrics.update({k: float(v.item()) for k, v in d_met.items()})
+            loss, grads, met = self._grads(
+                "gen", lambda x: task.generator_loss(model.generator, model.discriminator, x),
+                self.optims["optim"].names, micro)
+        else:
+            loss, grads, met = self._grads("loss", lambda x: task.loss(model, x),
+                                           self.optims["optim"].names, micro)
+        ok, norm = self._update("optim", loss, grads, lr_scale)
+        finite = finite and ok
+        metrics.update({k: float(v.item()) for k, v in met.items()})
+        if self.ema is not None and finite:
+            self.ema.update(self.params, step)
+            mx.eval(self.ema.weights)
+        self._bind(self.params)  # the module holds concrete arrays between steps
+        return StepResult(loss=float(loss.item()), grad_norm=norm, finite=finite, metrics=metrics)
+
+    def _update(self, opt_key: str, loss: mx.array, grads: dict[str, mx.array],
+                lr_scale: float) -> tuple[bool, float]:
+        """Clip + AdamW; applied only when the loss and the gradient norm are finite."""
+        opt = self.optims[opt_key]
+        if not opt.names:
+            return bool(np.isfinite(float(loss.item()))), 0.0
+        prop = opt.propose(self.params, grads, lr_scale)
+        mx.eval(loss, *prop.arrays())
+        norm, loss_f = float(prop.norm.item()), float(loss.item())
+        if not (np.isfinite(norm) and np.isfinite(loss_f)):
+            return False, norm
+        self.params.update(opt.commit(prop))
+        return True, norm
+
+    def _eval_batch(self, inputs: dict[str, np.ndarray]) -> tuple[float, int]:
+        weights = self.ema.weights if self.ema is not None and self.spec.ema.eval else self.params
+        self.model.eval()
+        try:
+            self._bind(self._cast(weights))
+            loss, _ = self.task.loss(self.model, {k: mx.array(v) for k, v in inputs.items()})
+            rows = len(next(iter(inputs.values())))
+            return float(loss.item()) * rows, rows
+        finally:
+            self.model.train()
+            self._bind(self.params)
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        out = add_prefix({k: np.array(v) for k, v in self.params.items()}, "model")
+        if self.ema is not None:
+            out.update(add_prefix(self.ema.state_arrays(), "ema"))
+        for key, opt in self.optims.items():
+            out.update(add_prefix(opt.state_arrays(), key))
+        out["rng.mlx_key"] = np.array(self.key)
+        return out
+
+    def _load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        weights = strip_prefix(arrays, "model")
+        missing, extra = sorted(set(self.params) - set(weights)), sorted(set(weights) - set(self.params))
+        if missing or extra:
+            raise CheckpointError(f"checkpoint weights do not match the model: missing "
+                                  f"{missing[:4] or 'none'}, unexpected {extra[:4] or 'none'}")
+        bad = [k for k, v in weights.items() if tuple(v.shape) != tuple(self.params[k].shape)]
+        if bad:
+            raise CheckpointError(f"checkpoint shapes differ from the model's: {', '.join(bad[:4])}")
+        self.params = {k: mx.array(weights[k]) for k in self.params}
+        if self.ema is not None:
+            ema = strip_prefix(arrays, "ema")
+            if not ema:
+                raise CheckpointError("the recipe enables EMA but the checkpoint has no EMA weights")
+            self.ema.load_state_arrays(ema)
+        for key, opt in self.optims.items():
+            opt.load_state_arrays(strip_prefix(arrays, key))
+        if "rng.mlx_key" not in arrays:
+            raise CheckpointError("checkpoint has no MLX random key (rng.mlx_key)")
+        self.key = mx.array(arrays["rng.mlx_key"])
+        self._bind(self.params)
+
+    def _sum_scalars(self, values: list[float]) -> list[float]:
+        return self.dp.sum_scalars(values)
+
+    def _device_bytes(self) -> int:
+        return int(mx.get_active_memory()) if mx.metal.is_available() else 0
+
+    def _release_memory(self) -> None:
+        mx.clear_cache()
+
+    # -- inspection (tests, export) ----------------------------------------------------------------
+    def weights(self, *, ema: bool = False) -> dict[str, np.ndarray]:
+        """Current float32 weights (or the EMA's) as numpy arrays, MLX layouts."""
+        src = self.ema.weights if ema and self.ema is not None else self.params
+        return {k: np.array(v) for k, v in src.items()}
+
+    def summary_info(self) -> dict[str, Any]:
+        return {"framework": self.framework, "rank": self.rank, "world": self.world,
+                "parameters": int(sum(v.size for v in self.params.values()))}

@@ -1,0 +1,321 @@
+"""Norms, activations (Snake, GELU, ELU), the parallel adapter and the Conformer: parity,
+streaming, dtypes, training and config errors."""
+
+import math
+
+import mlx_speech  # noqa: F401  (before mlx)
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+import pytest
+import torch
+from mlx.utils import tree_flatten
+
+from convert.core import copy_mlx_to_torch
+from mlx_speech.layers import activations as macts
+from mlx_speech.layers.adapter import ParallelAdapter
+from mlx_speech.layers.conformer import Conformer, ConformerBlock
+from mlx_speech.layers.norms import LayerNorm, LayerScale, RMSNorm
+from torch_ref.layers import activations as tacts
+from torch_ref.layers.adapter import ParallelAdapter as TParallelAdapter
+from torch_ref.layers.conformer import Conformer as TConformer
+from torch_ref.layers.conformer import ConformerBlock as TConformerBlock
+from torch_ref.layers.norms import LayerNorm as TLayerNorm
+from torch_ref.layers.norms import LayerScale as TLayerScale
+from torch_ref.layers.norms import RMSNorm as TRMSNorm
+
+ATOL = 1e-5
+
+
+def perturb(module, rng, sigma=0.1):
+    module.load_weights([(k, v + mx.array(rng.standard_normal(v.shape).astype(np.float32) * sigma))
+                         for k, v in tree_flatten(module.parameters())])
+    mx.eval(module.parameters())
+    return module
+
+
+def twins(mlx_cls, torch_cls, rng, **kw):
+    m = perturb(mlx_cls(**kw), rng)
+    t = torch_cls(**kw).eval()
+    copy_mlx_to_torch(m, t)
+    return m, t
+
+
+def run_torch(t, x, **kw):
+    with torch.no_grad():
+        return t(torch.from_numpy(x), **kw).numpy()
+
+
+# --- norms ----------------------------------------------------------------------------------
+
+
+NORM_CASES = [
+    pytest.param(LayerNorm, TLayerNorm, dict(dim=24), id="layernorm"),
+    pytest.param(LayerNorm, TLayerNorm, dict(dim=24, eps=1e-8, bias=False), id="layernorm_nobias"),
+    pytest.param(LayerNorm, TLayerNorm, dict(dim=24, affine=False), id="layernorm_plain"),
+    pytest.param(RMSNorm, TRMSNorm, dict(dim=24, eps=1e-6), id="rmsnorm"),
+    pytest.param(LayerScale, TLayerScale, dict(dim=24, init=0.3), id="layerscale"),
+]
+
+
+@pytest.mark.parametrize("mcls,tcls,kw", NORM_CASES)
+def test_norm_parity_and_names(rng, mcls, tcls, kw):
+    m, t = twins(mcls, tcls, rng, **kw)
+    assert {k for k, _ in tree_flatten(m.parameters())} == set(t.state_dict())
+    x = (rng.standard_normal((2, 7, 24)) * 3 + 1).astype(np.float32)
+    assert np.abs(np.array(m(mx.array(x))) - run_torch(t, x)).max() <= ATOL
+
+
+def test_norms_match_definitions(rng):
+    x = rng.standard_normal((2, 5, 16)).astype(np.float32)
+    ln = np.array(LayerNorm(dim=16, eps=1e-5)(mx.array(x)))
+    ref = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+    assert np.abs(ln - ref).max() < 1e-5
+    rms = np.array(RMSNorm(dim=16, eps=1e-5)(mx.array(x)))
+    assert np.abs(rms - x / np.sqrt((x ** 2).mean(-1, keepdims=True) + 1e-5)).max() < 1e-5
+    half = LayerNorm(dim=16)
+    half.set_dtype(mx.bfloat16)
+    y = half(mx.array(x).astype(mx.bfloat16))
+    assert y.dtype == mx.bfloat16 and np.abs(np.array(y.astype(mx.float32)) - ref).max() < 0.05
+
+
+@pytest.mark.parametrize("cls", [LayerNorm, RMSNorm, TLayerNorm, TRMSNorm])
+def test_norm_errors(cls):
+    with pytest.raises(ValueError, match="dim must be a positive int"):
+        cls(dim=0)
+    with pytest.raises(ValueError, match="eps must be > 0"):
+        cls(dim=4, eps=0.0)
+    with pytest.raises(ValueError, match="last axis 4"):
+        norm = cls(dim=4)
+        norm(mx.zeros((2, 3)) if cls in (LayerNorm, RMSNorm) else torch.zeros(2, 3))
+
+
+# --- activations ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(macts.ACTIVATIONS))
+def test_activation_parity(name):
+    x = np.linspace(-12, 12, 4001, dtype=np.float32).reshape(1, -1, 1)
+    m = np.array(macts.get_activation(name)(mx.array(x)))
+    t = tacts.get_activation(name)(torch.from_numpy(x)).numpy()
+    assert np.abs(m - t).max() <= max(ATOL, 2e-7 * 12), name
+
+
+def test_gelu_and_elu_match_definitions():
+    x = np.linspace(-8, 8, 2001).astype(np.float32)
+    gelu = np.array(macts.gelu(mx.array(x)))
+    ref = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(np.float64)])
+    assert np.abs(gelu - ref).max() < 2e-6
+    erf_ref = np.array([math.erf(v) for v in x])
+    assert np.abs(np.array(macts.erf(mx.array(x))) - erf_ref).max() < 1e-6
+    elu = np.array(macts.ELU(alpha=0.7)(mx.array(x)))
+    assert np.abs(elu - np.where(x > 0, x, 0.7 * np.expm1(x))).max() < 1e-6
+    for mmod, tmod in ((macts.ELU(alpha=0.7), tacts.ELU(alpha=0.7)),
+                       (macts.GELU(), tacts.GELU()),
+                       (macts.GELU(approximate="tanh"), tacts.GELU(approximate="tanh"))):
+        assert np.abs(np.array(mmod(mx.array(x))) - tmod(torch.from_numpy(x)).numpy()).max() < 2e-6
+    tanh = np.array(macts.GELU(approximate="tanh")(mx.array(x)))
+    assert np.abs(tanh - torch.nn.functional.gelu(torch.from_numpy(x), approximate="tanh").numpy()
+                  ).max() < 1e-5
+    for dtype in (mx.float16, mx.bfloat16):
+        low = macts.gelu(mx.array(x).astype(dtype))
+        assert low.dtype == dtype
+        assert np.abs(np.array(low.astype(mx.float32)) - ref).max() < 0.07
+
+
+def test_exp_fast_matches_exp_and_has_exact_gradient():
+    x = np.concatenate([np.linspace(-80, 0, 100001), [-1e30, -np.inf]]).astype(np.float32)
+    y = np.array(macts.exp_fast(mx.array(x)))
+    ref = np.exp(x.astype(np.float64))
+    assert np.abs(y - ref).max() < 1e-6 and y[-1] == 0.0 and y[-2] == 0.0
+    keep = ref > 1e-30
+    rel = np.abs(y - ref)[keep] / ref[keep]
+    rel_mx = np.abs(np.array(mx.exp(mx.array(x))) - ref)[keep] / ref[keep]
+    # float32 x * log2(e) already carries ~|x| * 6e-8 relative error: as good as mx.exp.
+    assert rel.max() < 1.2 * rel_mx.max() + 1e-7, (rel.max(), rel_mx.max())
+    xs = mx.array(x[-1000:])
+    g = mx.grad(lambda v: macts.exp_fast(v).sum())(xs)
+    assert np.array_equal(np.array(g), np.array(macts.exp_fast(xs)))
+
+
+def test_snake_parity_layout_and_formula(rng):
+    m, t = twins(macts.Snake, tacts.Snake, rng, channels=6)
+    alpha = np.array(m.alpha)
+    assert alpha.shape == (6,) and set(t.state_dict()) == {"alpha"}
+    x = rng.standard_normal((2, 50, 6)).astype(np.float32) * 3  # MLX (B, T, C)
+    ym = np.array(m(mx.array(x)))
+    yt = run_torch(t, np.ascontiguousarray(x.transpose(0, 2, 1))).transpose(0, 2, 1)  # (B, C, T)
+    ref = x + 1.0 / (alpha + 1e-9) * np.sin(alpha * x) ** 2
+    assert np.abs(ym - yt).max() <= ATOL and np.abs(ym - ref).max() <= ATOL
+    with pytest.raises(ValueError, match="6 channels"):
+        m(mx.zeros((2, 6, 5)))
+    with pytest.raises(ValueError, match=r"\(B, 6, T\)"):
+        t(torch.zeros(2, 5, 6))
+    with pytest.raises(ValueError, match="unknown activation 'swish9'"):
+        macts.get_activation("swish9")
+
+
+def test_snake_learns_alpha(rng):
+    snake = macts.Snake(channels=4)
+    x = mx.array(rng.standard_normal((2, 64, 4)).astype(np.float32))
+    target = macts.snake(x, mx.array([0.5, 1.5, 2.0, 3.0]))
+    step = nn.value_and_grad(snake, lambda s: mx.mean((s(x) - target) ** 2))
+    opt = optim.Adam(learning_rate=5e-2)
+    losses = []
+    for _ in range(10):
+        loss, grads = step(snake)
+        opt.update(snake, grads)
+        mx.eval(snake.parameters(), opt.state)
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+# --- parallel adapter -----------------------------------------------------------------------
+
+
+def test_adapter_starts_as_zero_contribution(rng):
+    adapter = ParallelAdapter(dim=16, bottleneck=4)
+    x = mx.array(rng.standard_normal((2, 9, 16)).astype(np.float32))
+    assert float(mx.abs(adapter(x)).max()) == 0.0
+    tadapter = TParallelAdapter(dim=16, bottleneck=4)
+    with torch.no_grad():
+        assert float(tadapter(torch.randn(2, 9, 16)).abs().max()) == 0.0
+
+
+def test_adapter_parity(rng):
+    m, t = twins(ParallelAdapter, TParallelAdapter, rng, dim=16, bottleneck=4, scale=0.5,
+                 activation="relu")
+    assert {k for k, _ in tree_flatten(m.parameters())} == {
+        "norm.weight", "norm.bias", "down.weight", "down.bias", "up.weight", "up.bias"}
+    x = rng.standard_normal((2, 9, 16)).astype(np.float32)
+    assert np.abs(np.array(m(mx.array(x))) - run_torch(t, x)).max() <= ATOL
+
+
+def test_adapter_trains_beside_a_frozen_layer(rng):
+    frozen = nn.Linear(16, 16)
+    frozen.freeze()
+    adapter = ParallelAdapter(dim=16, bottleneck=8)
+    x = mx.array(rng.standard_normal((4, 10, 16)).astype(np.float32))
+    target = mx.array(rng.standard_normal((4, 10, 16)).astype(np.float32)) * 0.3 + frozen(x)
+
+    def loss_fn(a):
+        return mx.mean((frozen(x) + a(x) - target) ** 2)
+
+    step = nn.value_and_grad(adapter, loss_fn)
+    opt = optim.Adam(learning_rate=1e-2)
+    before = np.array(frozen.weight)
+    losses = []
+    for _ in range(10):
+        loss, grads = step(adapter)
+        opt.update(adapter, grads)
+        mx.eval(adapter.parameters(), opt.state)
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert np.array_equal(before, np.array(frozen.weight))
+
+
+@pytest.mark.parametrize("cls", [ParallelAdapter, TParallelAdapter])
+def test_adapter_errors(cls):
+    with pytest.raises(ValueError, match="bottleneck must be a positive int"):
+        cls(dim=16, bottleneck=0)
+    with pytest.raises(ValueError, match="unknown activation"):
+        cls(dim=16, bottleneck=4, activation="nope")
+
+
+# --- conformer ------------------------------------------------------------------------------
+
+
+CONF = dict(num_layers=2, dim=32, num_heads=4, ffn_dim=64, kernel_size=7)
+
+CONF_CASES = [
+    pytest.param(dict(), id="bidirectional"),
+    pytest.param(dict(causal=True, context=6, layer_scale=0.5), id="causal_window_layerscale"),
+    pytest.param(dict(rope_interleaved=False, bias=False, num_kv_heads=2, kernel_size=31),
+                 id="k31_gqa_nobias"),
+]
+
+
+@pytest.mark.parametrize("kw", CONF_CASES)
+def test_conformer_parity(rng, kw):
+    m, t = twins(Conformer, TConformer, rng, **(CONF | kw))
+    x = rng.standard_normal((2, 24, 32)).astype(np.float32)
+    assert np.abs(np.array(m(mx.array(x))) - run_torch(t, x)).max() <= ATOL
+
+
+def test_conformer_names():
+    names = {k for k, _ in tree_flatten(ConformerBlock(dim=8, num_heads=2, ffn_dim=16,
+                                                       layer_scale=0.1).parameters())}
+    assert {"ffn1.norm.weight", "ffn1.linear1.weight", "ffn2.linear2.bias",
+            "norm_attn.weight", "self_attn.q_proj.weight", "conv.norm_in.weight",
+            "conv.pointwise_in.weight", "conv.depthwise.weight", "conv.norm.weight",
+            "conv.pointwise_out.weight", "norm_out.bias", "layer_scale_conv.scale"} <= names
+    assert set(TConformerBlock(dim=8, num_heads=2, ffn_dim=16, layer_scale=0.1).state_dict()) \
+        == names
+
+
+def test_conformer_padding_does_not_leak(rng):
+    m, t = twins(Conformer, TConformer, rng, **CONF)
+    x = rng.standard_normal((2, 20, 32)).astype(np.float32)
+    x[1, 14:] = 50.0
+    mask = np.ones((2, 20), bool)
+    mask[1, 14:] = False
+    y = np.array(m(mx.array(x), mask=mx.array(mask)))
+    alone = np.array(m(mx.array(x[1:, :14])))
+    assert np.abs(y[1, :14] - alone[0]).max() < 1e-4
+    yt = run_torch(t, x, mask=torch.from_numpy(mask))
+    assert np.abs(y[mask] - yt[mask]).max() <= ATOL
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 8], ids=["chunk1", "chunk3", "chunk8"])
+def test_causal_conformer_streaming_equals_full(rng, chunk):
+    m, t = twins(Conformer, TConformer, rng, **(CONF | dict(causal=True, context=5)))
+    x = rng.standard_normal((2, 17, 32)).astype(np.float32)
+    full = np.array(m(mx.array(x)))
+    for _ in range(2):  # make_cache() starts a fresh stream, also for the conv buffers
+        cm, ct = m.make_cache(), t.make_cache()
+        outs_m, outs_t = [], []
+        for s in range(0, 17, chunk):
+            outs_m.append(np.array(m.step(mx.array(x[:, s:s + chunk]), cm)))
+            with torch.no_grad():
+                outs_t.append(t.step(torch.from_numpy(x[:, s:s + chunk]), ct).numpy())
+        assert np.abs(np.concatenate(outs_m, 1) - full).max() < 1e-5
+        assert np.abs(np.concatenate(outs_t, 1) - full).max() <= ATOL
+
+
+def test_conformer_low_precision_and_training(rng):
+    model = perturb(Conformer(**(CONF | dict(causal=True))), rng)
+    x = mx.array(rng.standard_normal((2, 16, 32)).astype(np.float32))
+    ref = np.array(model(x))
+    model.set_dtype(mx.bfloat16)
+    y = model(x.astype(mx.bfloat16))
+    assert y.dtype == mx.bfloat16
+    assert np.abs(np.array(y.astype(mx.float32)) - ref).max() / np.abs(ref).max() < 5e-2
+    model.set_dtype(mx.float32)
+    target = mx.array(rng.standard_normal((2, 16, 32)).astype(np.float32))
+    step = nn.value_and_grad(model, lambda mdl: mx.mean((mdl(x) - target) ** 2))
+    opt = optim.Adam(learning_rate=3e-3)
+    losses = []
+    for _ in range(6):
+        loss, grads = step(model)
+        opt.update(model, grads)
+        mx.eval(model.parameters(), opt.state)
+        losses.append(loss.item())
+    assert all(float(mx.abs(g).max()) > 0 for _, g in tree_flatten(grads))
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+@pytest.mark.parametrize("cls", [Conformer, TConformer], ids=["mlx", "torch"])
+def test_conformer_errors(cls):
+    with pytest.raises(ValueError, match="must be odd"):
+        cls(**(CONF | dict(kernel_size=8)))
+    with pytest.raises(ValueError, match="not divisible by num_heads"):
+        cls(**(CONF | dict(num_heads=5)))
+    with pytest.raises(ValueError, match="num_layers"):
+        cls(**(CONF | dict(num_layers=0)))
+    model = cls(**CONF)
+    x = mx.zeros((1, 2, 32)) if cls is Conformer else torch.zeros(1, 2, 32)
+    with pytest.raises(ValueError, match="causal=True"):
+        model.step(x, model.make_cache())
+    with pytest.raises(ValueError, match="make_cache"):
+        model.step(x, None)
