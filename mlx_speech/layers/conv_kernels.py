@@ -9,7 +9,7 @@ convolution without bias:
   store) -> the untrimmed ``(B, (T-1)*stride + K, O)``.
 
 Why the rewrites: MLX's CPU convolutions are slow except for the plain and strided dense
-cases. Measured here (OpenBLAS, 2 threads, batch 1, vs torch; ``bench/_conv_scratch.py``):
+cases. Measured here (OpenBLAS, 2 threads, batch 1, vs torch; ``bench/layers.py``):
 native transposed ~70-100x torch, dilated ~70-120x, depthwise ~5-6x, dense k7 ~1.0-1.7x,
 strided ~0.8-1.0x; the rewrites are 0.5-1.0x on all five. They route the work through BLAS
 or through one fused elementwise pass:
