@@ -2,8 +2,8 @@
 
 Latents are ``(B, F, D)`` (frames, dim); codes are ``(B, K, F)`` int32. A user error (wrong
 rank or width, codes out of range, too many levels) raises :class:`CodesError` with one line.
-``sample_indices`` / ``dropout_levels`` are byte-identical to the MLX side's, so both draw the same
-indices from the same ``np.random.Generator``.
+``sample_indices`` / ``dropout_levels`` come from :mod:`mlx_speech.utils.sampling`, shared with the
+MLX side, so both draw the same indices from the same ``np.random.Generator``.
 """
 
 from __future__ import annotations
@@ -12,23 +12,7 @@ import numpy as np
 import torch
 
 from mlx_speech.errors import CodesError
-
-
-def sample_indices(rng: np.random.Generator, num_samples: int, num: int) -> np.ndarray:
-    """``num`` row indices into ``num_samples`` rows: without replacement when there are enough
-    rows, with replacement otherwise. Depends only on the generator state and the two sizes."""
-    if num_samples >= num:
-        return rng.permutation(num_samples)[:num].astype(np.int64)
-    return rng.integers(0, num_samples, size=num).astype(np.int64)
-
-
-def dropout_levels(rng: np.random.Generator, batch: int, num_levels: int, p: float) -> np.ndarray:
-    """Quantizer dropout mask ``(B, K)`` float32: with probability ``p`` an item keeps only
-    the first ``n ~ U{1..K}`` levels, otherwise all ``K``."""
-    keep = rng.integers(1, num_levels + 1, size=batch)
-    use = rng.random(batch) < p
-    n = np.where(use, keep, num_levels)
-    return (np.arange(num_levels)[None, :] < n[:, None]).astype(np.float32)
+from mlx_speech.utils.sampling import dropout_levels, sample_indices  # noqa: F401 (re-exported)
 
 
 def check_latents(x: torch.Tensor, dim: int, where: str) -> None:
