@@ -8,7 +8,6 @@ MLX side, so both draw the same indices from the same ``np.random.Generator``.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from mlx_speech.errors import CodesError
