@@ -202,6 +202,172 @@ def data_synth_corpus(langs: str, n: int, out_dir: Path, sr: int, workers: int, 
     _emit(summary, as_json)
 
 
+@cli.command()
+@click.argument("text", required=False)
+@click.option("--file", "-f", "text_file", type=click.Path(path_type=Path), default=None,
+              help="Read the text from this UTF-8 file instead.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("out.wav"), show_default=True,
+              help="Output WAV.")
+@click.option("--voice", default="en_slt", show_default=True, help="Bundled voice name or voice folder.")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="Voice folder (acoustic.safetensors + voice.json); overrides --voice.")
+@click.option("--speaker", type=int, default=0, show_default=True, help="Speaker index of a multi-speaker voice.")
+@click.option("--speed", type=float, default=1.0, show_default=True, help="Speaking rate, 0.25..4 (2 = twice as fast).")
+@click.option("--pitch", type=float, default=0.0, show_default=True, help="Pitch shift in semitones, -12..12.")
+@click.option("--vocoder", type=click.Choice(["griffin-lim", "hifigan"]), default="griffin-lim",
+              show_default=True, help="Waveform generator.")
+@click.option("--hifigan", "hifigan_path", type=click.Path(path_type=Path), default=None,
+              help="HiFi-GAN generator: official g_XXXXXXXX (config.json beside it) or tagged .safetensors.")
+@click.option("--gl-iters", type=click.IntRange(1, 1000), default=32, show_default=True,
+              help="Griffin-Lim iterations.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def synth(text: str | None, text_file: Path | None, output: Path, voice: str, weights: Path | None,
+          speaker: int, speed: float, pitch: float, vocoder: str, hifigan_path: Path | None,
+          gl_iters: int, as_json: bool) -> None:
+    """Speak TEXT (or --file) into a WAV with a TTS voice (the bundled English voice by default)."""
+    import time  # noqa: PLC0415
+
+    from mlx_speech.models.tts import SynthError, Synthesizer  # noqa: PLC0415
+
+    if (text is None) == (text_file is None):
+        raise SynthError("give the text either as an argument or with --file, not both or neither")
+    if text_file is not None:
+        try:
+            text = text_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise SynthError(f"{text_file} is not UTF-8 text") from None
+    if vocoder != "hifigan" and hifigan_path is not None:
+        raise SynthError("--hifigan needs --vocoder hifigan")
+    t0 = time.perf_counter()
+    syn = Synthesizer(weights or voice, vocoder=vocoder, hifigan_path=hifigan_path, gl_iters=gl_iters)
+    n = syn.sentences(text)
+    from tqdm import tqdm  # noqa: PLC0415
+
+    with tqdm(total=n, unit="sentence", desc="synth", disable=as_json or n < 2) as bar:
+        wav = syn.synthesize(text, speed=speed, pitch_shift=pitch, speaker=speaker, progress=bar.update)
+    from mlx_speech.audio.io import save  # noqa: PLC0415
+
+    path = save(output, wav, syn.sample_rate)
+    seconds = len(wav) / syn.sample_rate
+    elapsed = time.perf_counter() - t0
+    _emit({"output": str(path), "seconds": round(seconds, 3), "sentences": n, "sample_rate": syn.sample_rate,
+           "voice": syn.voice_dir.name, "vocoder": vocoder, "elapsed_s": round(elapsed, 3)}, as_json)
+
+
+@cli.group(cls=_Group, name="codec")
+def codec_group() -> None:
+    """Neural audio codecs (Mimi): audio <-> codes files."""
+
+
+_CODEC_MODELS = click.Choice(["mimi"])
+_WEIGHTS_HELP = ("Codec weights: an mlx-speech checkpoint, a moshi Mimi .safetensors, or a "
+                 "transformers Mimi folder (config.json + model.safetensors).")
+
+
+def _notice(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+@codec_group.command("encode")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--output", "-o", "dst", type=click.Path(path_type=Path), required=True,
+              help="Codes file to write (.safetensors).")
+@click.option("--model", "model_name", type=_CODEC_MODELS, default="mimi", show_default=True)
+@click.option("--weights", type=click.Path(path_type=Path), required=True, help=_WEIGHTS_HELP)
+@click.option("--num-codebooks", "-n", type=click.IntRange(1, 32), default=None,
+              help="Codebooks to keep (Mimi: 1..32; default 8).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def codec_encode(src: Path, dst: Path, model_name: str, weights: Path, num_codebooks: int | None,
+                 no_progress: bool, as_json: bool) -> None:
+    """Encode the audio file SRC to a codes file (resampled to the codec's rate if needed)."""
+    from mlx_speech.models.mimi_codec import encode_file  # noqa: PLC0415
+
+    _emit(encode_file(src, dst, model_name=model_name, weights=weights,
+                      num_codebooks=num_codebooks, progress=not (no_progress or as_json),
+                      notice=_notice), as_json)
+
+
+@codec_group.command("decode")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--output", "-o", "dst", type=click.Path(path_type=Path), required=True,
+              help="Audio file to write (.wav / .flac).")
+@click.option("--model", "model_name", type=_CODEC_MODELS, default="mimi", show_default=True)
+@click.option("--weights", type=click.Path(path_type=Path), required=True, help=_WEIGHTS_HELP)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def codec_decode(src: Path, dst: Path, model_name: str, weights: Path, no_progress: bool,
+                 as_json: bool) -> None:
+    """Decode the codes file SRC to audio at the codec's sample rate."""
+    from mlx_speech.models.mimi_codec import decode_file  # noqa: PLC0415
+
+    _emit(decode_file(src, dst, model_name=model_name, weights=weights,
+                      progress=not (no_progress or as_json)), as_json)
+
+
+@codec_group.command("roundtrip")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--output", "-o", "dst", type=click.Path(path_type=Path), default=None,
+              help="Also write the decoded audio here.")
+@click.option("--model", "model_name", type=_CODEC_MODELS, default="mimi", show_default=True)
+@click.option("--weights", type=click.Path(path_type=Path), required=True, help=_WEIGHTS_HELP)
+@click.option("--num-codebooks", "-n", type=click.IntRange(1, 32), default=None,
+              help="Codebooks to use (Mimi: 1..32; default 8).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def codec_roundtrip(src: Path, dst: Path | None, model_name: str, weights: Path,
+                    num_codebooks: int | None, no_progress: bool, as_json: bool) -> None:
+    """Encode and decode SRC; print SNR, mel distance and PESQ / STOI (where installed)."""
+    from mlx_speech.models.mimi_codec import roundtrip_file  # noqa: PLC0415
+
+    _emit(roundtrip_file(src, dst, model_name=model_name, weights=weights,
+                         num_codebooks=num_codebooks, progress=not (no_progress or as_json),
+                         notice=_notice), as_json)
+
+
+@cli.command()
+@click.argument("input_path", metavar="IN", type=click.Path(path_type=Path))
+@click.option("--model", "family", required=True,
+              type=click.Choice(["wavlm", "hubert", "wav2vec2", "w2v-bert"]),
+              help="SSL encoder family (checked against the weights' config.json).")
+@click.option("--weights", required=True, type=click.Path(path_type=Path),
+              help="Local transformers directory: config.json + model.safetensors / pytorch_model.bin.")
+@click.option("--layer", "layers", type=int, multiple=True, required=True,
+              help="Hidden state index (0 = input of the first layer; negative counts from the "
+                   "end); repeat for several.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), required=True,
+              help="Output .npy: (F, D) for one layer, (L, F, D) for several.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def features(input_path: Path, family: str, weights: Path, layers: tuple[int, ...], output: Path,
+             as_json: bool) -> None:
+    """SSL hidden states of the audio file IN (resampled to 16 kHz, mixed to mono)."""
+    import numpy as np  # noqa: PLC0415
+
+    from mlx_speech.audio.io import load  # noqa: PLC0415
+    from mlx_speech.models.ssl import load_ssl  # noqa: PLC0415
+    from mlx_speech.utils.atomic import atomic_path  # noqa: PLC0415
+
+    if output.suffix != ".npy":
+        from mlx_speech.errors import UserError  # noqa: PLC0415
+
+        raise UserError(f"--output must end in .npy, got {output}")
+    wav, sr = load(input_path, sr=16000, mono=True)
+    model = load_ssl(weights, family=family)
+    try:
+        feats = model.features(wav, layers=list(layers), sample_rate=sr)
+    except ValueError as exc:  # a layer index out of range
+        from mlx_speech.errors import UserError  # noqa: PLC0415
+
+        raise UserError(str(exc)) from None
+    arrays = [np.array(f[0]) for f in feats]
+    out = arrays[0] if len(arrays) == 1 else np.stack(arrays)
+    with atomic_path(output, suffix=".npy") as tmp:
+        np.save(tmp, out.astype(np.float32))
+    _emit({"output": str(output), "shape": list(out.shape), "model": model.spec.model_type,
+           "layers": list(layers), "frames_per_second": round(out.shape[-2] / (len(wav) / sr), 2)},
+          as_json)
+
+
 def main() -> None:
     cli(prog_name="mlx-speech")
 

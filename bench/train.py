@@ -23,12 +23,6 @@ import sys
 import tempfile
 
 
-# Run as `python bench/train.py`, this folder is sys.path[0]; a module here named like a stdlib
-# one (bench/ssl.py) would shadow it for torch's imports. Search this folder last instead.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE] + [_HERE]
-
-
 def _threads_arg() -> int | None:
     """``--threads N`` must reach OpenBLAS (MLX) through the environment before it loads."""
     for i, a in enumerate(sys.argv):

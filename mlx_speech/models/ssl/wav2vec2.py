@@ -1,0 +1,185 @@
+"""WavLM, HuBERT and wav2vec 2.0 encoders in MLX (one module tree, three attention flavours).
+
+Layout (names are ours; :mod:`convert.ssl_hf` holds the flat rename list from transformers)::
+
+    feature_extractor.conv_layers.N.{conv, norm}     waveform -> 50 Hz conv features
+    feature_projection.{layer_norm, projection}      -> hidden_size
+    encoder.pos_conv_embed.{conv, batch_norm}        grouped positional convolution
+    encoder.layer_norm
+    encoder.layers.N.{self_attn, norm1, linear1, linear2, norm2}
+
+Layer placement, ``do_stable_layer_norm`` (transformers' two encoder classes):
+
+* False (base checkpoints, post-norm)::
+
+      h0 = layer_norm(x + pos_conv(x));  x = norm1(x + attn(x));  x = norm2(x + ffn(x))
+
+* True (large checkpoints, pre-norm)::
+
+      h0 = x + pos_conv(x);  x = x + attn(norm1(x));  x = x + ffn(norm2(x));
+      last_hidden_state = layer_norm(h_L)
+
+``hidden_states`` returns ``[h0, h1, ..., h_L]`` exactly as transformers 5's
+``output_hidden_states=True``; for pre-norm models that list ends with the last layer's output
+*before* the final ``layer_norm`` (transformers 4 put the normed one there), which
+``last_hidden_state`` / ``__call__`` give.
+
+Attention: HuBERT / wav2vec 2.0 use the shared
+:class:`~mlx_speech.layers.attention.MultiHeadAttention` (no RoPE, non-causal, biases);
+WavLM uses :class:`~mlx_speech.models.ssl.wavlm.WavLMAttention`, whose relative position bias is
+computed by layer 0 and handed to every later layer.
+
+Padding: ``lengths`` (valid samples per row) gives transformers' ``attention_mask`` behaviour:
+frames past a row's length are zeroed before the positional convolution and hidden from
+attention. As upstream, the conv feature encoder still sees the padded waveform, so with
+``feat_extract_norm="group"`` (per-channel statistics over time) padding changes the result;
+upstream recommends not padding those checkpoints, and so do we.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from mlx_speech.layers.attention import MultiHeadAttention
+from mlx_speech.layers.norms import LayerNorm
+from mlx_speech.models.ssl.base import SSLFeatures
+from mlx_speech.models.ssl.frontend import (FeatureEncoder, FeatureProjection,
+                                            PositionalConvEmbedding, activation)
+from mlx_speech.models.ssl.wavlm import WavLMAttention
+from mlx_speech.specs.ssl import Wav2Vec2Spec
+
+
+class EncoderLayer(nn.Module):
+    """One transformer layer, post-norm or pre-norm (see the module docstring)."""
+
+    def __init__(self, spec: Wav2Vec2Spec, *, index: int) -> None:
+        super().__init__()
+        D = spec.hidden_size
+        self.pre_norm = spec.do_stable_layer_norm
+        self.wavlm = spec.model_type == "wavlm"
+        if self.wavlm:
+            self.self_attn = WavLMAttention(
+                dim=D, num_heads=spec.num_attention_heads, num_buckets=spec.num_buckets,
+                max_distance=spec.max_bucket_distance, has_relative_position_bias=index == 0)
+        else:
+            self.self_attn = MultiHeadAttention(dim=D, num_heads=spec.num_attention_heads,
+                                                bias=True, rope=False, causal=False)
+        self.norm1 = LayerNorm(dim=D, eps=spec.layer_norm_eps)
+        self.linear1 = nn.Linear(D, spec.intermediate_size)
+        self.linear2 = nn.Linear(spec.intermediate_size, D)
+        self.norm2 = LayerNorm(dim=D, eps=spec.layer_norm_eps)
+        self._act = activation(spec.hidden_act)
+
+    def _attn(self, x: mx.array, position_bias: mx.array | None,
+              key_mask: mx.array | None) -> tuple[mx.array, mx.array | None]:
+        if self.wavlm:
+            return self.self_attn(x, position_bias, key_mask=key_mask)
+        return self.self_attn(x, mask=key_mask), None
+
+    def __call__(self, x: mx.array, position_bias: mx.array | None = None,
+                 key_mask: mx.array | None = None) -> tuple[mx.array, mx.array | None]:
+        """``x``: ``(B, T, D)``; returns ``(x, position_bias)`` (WavLM's bias passed on)."""
+        if self.pre_norm:
+            a, position_bias = self._attn(self.norm1(x), position_bias, key_mask)
+            x = x + a
+            return x + self.linear2(self._act(self.linear1(self.norm2(x)))), position_bias
+        a, position_bias = self._attn(x, position_bias, key_mask)
+        x = self.norm1(x + a)
+        return self.norm2(x + self.linear2(self._act(self.linear1(x)))), position_bias
+
+
+class Encoder(nn.Module):
+    """Positional convolution + transformer layers; returns the list of hidden states."""
+
+    def __init__(self, spec: Wav2Vec2Spec) -> None:
+        super().__init__()
+        self.pre_norm = spec.do_stable_layer_norm
+        self.pos_conv_embed = PositionalConvEmbedding(
+            dim=spec.hidden_size, kernel_size=spec.num_conv_pos_embeddings,
+            groups=spec.num_conv_pos_embedding_groups, batch_norm=spec.conv_pos_batch_norm,
+            act=spec.feat_extract_activation)
+        self.layer_norm = LayerNorm(dim=spec.hidden_size, eps=spec.layer_norm_eps)
+        self.layers = [EncoderLayer(spec, index=i) for i in range(spec.num_hidden_layers)]
+
+    def __call__(self, x: mx.array, *, key_mask: mx.array | None = None,
+                 upto: int | None = None) -> list[mx.array]:
+        """``x``: projected features ``(B, F, D)``; returns ``[h0, ..., h_upto]``."""
+        if key_mask is not None:
+            x = x * key_mask[..., None].astype(x.dtype)
+        x = x + self.pos_conv_embed(x)
+        if not self.pre_norm:
+            x = self.layer_norm(x)
+        states = [x]
+        position_bias = None
+        upto = len(self.layers) if upto is None else upto
+        for layer in self.layers[:upto]:
+            x, position_bias = layer(x, position_bias, key_mask)
+            states.append(x)
+        return states
+
+
+class Wav2Vec2Model(SSLFeatures, nn.Module):
+    """WavLM / HuBERT / wav2vec 2.0 encoder (``spec.model_type``); waveform ``(B, T)`` at 16 kHz.
+
+    ``__call__(wav)`` -> ``last_hidden_state (B, F, D)``; ``hidden_states(wav, upto=i)`` ->
+    ``[h0 .. h_i]``; ``features(wav, layers=[...])`` (see :class:`SSLFeatures`).
+    """
+
+    def __init__(self, spec: Wav2Vec2Spec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.num_layers = spec.num_hidden_layers
+        self.feature_extractor = FeatureEncoder(spec)
+        self.feature_projection = FeatureProjection(
+            in_dim=spec.conv_dim[-1], out_dim=spec.hidden_size,
+            layer_norm=spec.feat_proj_layer_norm, eps=spec.layer_norm_eps)
+        self.encoder = Encoder(spec)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Output frames for ``num_samples`` 16 kHz samples."""
+        return self.feature_extractor.num_frames(num_samples)
+
+    def prepare(self, wav: np.ndarray) -> dict:
+        """16 kHz ``(B, T)`` float32 numpy -> ``hidden_states`` inputs (optional normalisation)."""
+        n = self.num_frames(wav.shape[1])
+        if n <= 0:
+            from mlx_speech.errors import AudioError  # noqa: PLC0415
+
+            raise AudioError(f"SSL features: {wav.shape[1]} samples is shorter than the encoder's "
+                             f"receptive field ({self.feature_extractor.receptive_field} samples "
+                             f"at 16 kHz)")
+        if self.spec.do_normalize:
+            # the wav2vec 2.0 feature extractor: per utterance, var + 1e-7, float32
+            wav = (wav - wav.mean(axis=1, keepdims=True)) / np.sqrt(
+                wav.var(axis=1, keepdims=True) + 1e-7)
+        return {"wav": mx.array(wav.astype(np.float32))}
+
+    def frame_mask(self, lengths: Sequence[int] | mx.array, num_frames: int) -> mx.array:
+        """``(B, F)`` bool: frame valid for a row with ``lengths[b]`` valid samples."""
+        n = np.array([self.num_frames(int(v)) for v in np.asarray(lengths).reshape(-1)])
+        return mx.array(np.arange(num_frames)[None, :] < n[:, None])
+
+    def hidden_states(self, wav: mx.array, *, upto: int | None = None,
+                      lengths: Sequence[int] | mx.array | None = None) -> list[mx.array]:
+        """``wav (B, T)`` -> ``[h0, ..., h_upto]`` each ``(B, F, D)`` (``upto`` None: all layers).
+
+        ``lengths``: valid samples per row for right-padded batches (see the module docstring).
+        """
+        if wav.ndim != 2:
+            raise ValueError(f"{self.spec.model_type}: expected waveform (B, T), got {wav.shape}")
+        feats = self.feature_extractor(wav)
+        key_mask = None if lengths is None else self.frame_mask(lengths, feats.shape[1])
+        x = self.feature_projection(feats)
+        return self.encoder(x, key_mask=key_mask, upto=upto)
+
+    def final_norm(self, h_last: mx.array) -> mx.array:
+        """``last_hidden_state`` from the last hidden state (pre-norm models add the final norm)."""
+        return self.encoder.layer_norm(h_last) if self.spec.do_stable_layer_norm else h_last
+
+    def __call__(self, wav: mx.array, lengths: Sequence[int] | mx.array | None = None) -> mx.array:
+        """``wav (B, T)`` -> ``last_hidden_state (B, F, D)``."""
+        return self.final_norm(self.hidden_states(wav, lengths=lengths)[-1])

@@ -1,0 +1,147 @@
+"""Specs of the TTS models: FastSpeech2-style acoustic model and the HiFi-GAN generator.
+
+Field names equal the constructor arguments of ``mlx_speech.models.fastspeech.FastSpeech2`` /
+``mlx_speech.models.hifigan.HiFiGANGenerator`` (and their torch_ref twins).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from mlx_speech.specs.base import Spec, require
+
+
+@dataclasses.dataclass
+class FastSpeechSpec(Spec):
+    """FastSpeech2-style acoustic model: phones -> durations / pitch / energy -> mel frames."""
+
+    n_symbols: int = 179            # mlx_speech.text.SymbolTable() (en + hi + te)
+    n_speakers: int = 1
+    n_languages: int = 3            # order of mlx_speech.text.LANGUAGES
+    n_mels: int = 80
+    dim: int = 192
+    num_heads: int = 2
+    encoder_layers: int = 4
+    decoder_layers: int = 4
+    ffn_dim: int = 768
+    ffn_kernel: int = 9             # FastSpeech's convolutional feed-forward
+    predictor_dim: int = 256
+    predictor_kernel: int = 3
+    aligner_dim: int = 80           # learned-alignment module width (0 disables it)
+    pitch_mean: float = 5.3         # log-F0 statistics of the training voice (normalise targets)
+    pitch_std: float = 0.2
+
+    def validate(self) -> None:
+        w = type(self).__name__
+        require(self.n_symbols > 3 and self.n_speakers > 0 and self.n_languages > 0, w,
+                "n_symbols > 3, n_speakers and n_languages > 0")
+        require(self.dim % self.num_heads == 0 and (self.dim // self.num_heads) % 2 == 0, w,
+                f"dim {self.dim} must split into an even head size over {self.num_heads} heads")
+        require(self.encoder_layers > 0 and self.decoder_layers > 0, w, "need encoder and decoder layers")
+        require(self.ffn_kernel % 2 == 1 and self.predictor_kernel % 2 == 1, w, "kernels must be odd")
+        require(self.pitch_std > 0, w, "pitch_std must be positive")
+
+
+@FastSpeechSpec.preset("tts_tiny")
+def tts_tiny() -> FastSpeechSpec:
+    """The bundled voice's size (configs/tts_slt_tiny.yaml, there without the aligner): trains on 2 CPU cores."""
+    return FastSpeechSpec(dim=128, num_heads=2, encoder_layers=3, decoder_layers=3, ffn_dim=256,
+                          ffn_kernel=3, predictor_dim=128, aligner_dim=64)
+
+
+@FastSpeechSpec.preset("fastspeech2")
+def fastspeech2() -> FastSpeechSpec:
+    """FastSpeech2 paper size (256 dim, 4+4 FFT blocks, kernel 9)."""
+    return FastSpeechSpec(dim=256, num_heads=2, encoder_layers=4, decoder_layers=4, ffn_dim=1024,
+                          ffn_kernel=9, predictor_dim=256, aligner_dim=80)
+
+
+@dataclasses.dataclass
+class HiFiGANSpec(Spec):
+    """HiFi-GAN generator (Kong et al. 2020); V1 / V2 / V3 are presets."""
+
+    n_mels: int = 80
+    upsample_rates: list[int] = dataclasses.field(default_factory=lambda: [8, 8, 2, 2])
+    upsample_kernel_sizes: list[int] = dataclasses.field(default_factory=lambda: [16, 16, 4, 4])
+    upsample_initial_channel: int = 512
+    resblock: Literal["1", "2"] = "1"
+    resblock_kernel_sizes: list[int] = dataclasses.field(default_factory=lambda: [3, 7, 11])
+    resblock_dilation_sizes: list[list[int]] = dataclasses.field(
+        default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]])
+    weight_norm: bool = True
+
+    def validate(self) -> None:
+        w = type(self).__name__
+        require(len(self.upsample_rates) == len(self.upsample_kernel_sizes) > 0, w,
+                "upsample_rates and upsample_kernel_sizes must have the same, non-zero length")
+        require(len(self.resblock_kernel_sizes) == len(self.resblock_dilation_sizes) > 0, w,
+                "resblock_kernel_sizes and resblock_dilation_sizes must have the same length")
+        require(self.upsample_initial_channel // 2 ** len(self.upsample_rates) >= 1, w,
+                "upsample_initial_channel too small for the number of upsampling stages")
+        for r, k in zip(self.upsample_rates, self.upsample_kernel_sizes):
+            require(k >= r and (k - r) % 2 == 0, w, f"upsample kernel {k} must be >= rate {r}, same parity")
+        if self.resblock == "2":
+            require(all(len(d) == 2 for d in self.resblock_dilation_sizes), w,
+                    "resblock '2' takes two dilations per kernel")
+
+    @property
+    def hop_length(self) -> int:
+        out = 1
+        for r in self.upsample_rates:
+            out *= r
+        return out
+
+
+@HiFiGANSpec.preset("v1")
+def hifigan_v1() -> HiFiGANSpec:
+    return HiFiGANSpec()
+
+
+@HiFiGANSpec.preset("v2")
+def hifigan_v2() -> HiFiGANSpec:
+    return HiFiGANSpec(upsample_initial_channel=128)
+
+
+@HiFiGANSpec.preset("v3")
+def hifigan_v3() -> HiFiGANSpec:
+    return HiFiGANSpec(upsample_rates=[8, 8, 4], upsample_kernel_sizes=[16, 16, 8],
+                       upsample_initial_channel=256, resblock="2", resblock_kernel_sizes=[3, 5, 7],
+                       resblock_dilation_sizes=[[1, 2], [2, 6], [3, 12]])
+
+
+@HiFiGANSpec.preset("tiny")
+def hifigan_tiny() -> HiFiGANSpec:
+    """Test size (same structure as V3, hop 256)."""
+    return HiFiGANSpec(upsample_rates=[8, 8, 4], upsample_kernel_sizes=[16, 16, 8],
+                       upsample_initial_channel=32, resblock="2", resblock_kernel_sizes=[3, 5],
+                       resblock_dilation_sizes=[[1, 2], [2, 6]])
+
+
+@dataclasses.dataclass
+class TTSRecipeSpec(Spec):
+    """A voice recipe (``configs/tts_*.yaml``): corpus, acoustic model, optimisation."""
+
+    model: FastSpeechSpec = dataclasses.field(default_factory=FastSpeechSpec)
+    mel_preset: str = "hifigan_22k"
+    sentences: str = "mlx_speech/assets/tts/train_en.txt"   # one sentence a line
+    voice: str = "cmu_us_slt_arctic_hts"                    # festival voice of the corpus
+    corpus_dir: str = "data/tts_slt"
+    language: str = "en"
+    # Durations from the corpus generator's phone timings. The model's aligner (MAS + forward-sum,
+    # mlx_speech/models/tts_align.py) is built and tested but not yet wired into this recipe.
+    alignment: Literal["corpus"] = "corpus"
+    steps: int = 3000
+    batch_size: int = 16
+    lr: float = 0.002
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    seed: int = 0
+    out_dir: str = "runs/tts_slt_tiny"
+    log_every: int = 50
+    save_every: int = 500
+
+    def validate(self) -> None:
+        w = type(self).__name__
+        require(self.steps > 0 and self.batch_size > 0 and self.lr > 0, w,
+                "steps, batch_size and lr must be positive")

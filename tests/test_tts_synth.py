@@ -1,0 +1,129 @@
+"""The bundled voice and ``mlx-speech synth``: loads, speaks, honours speed, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import mlx_speech  # noqa: F401  (before mlx)
+import mlx.core as mx
+
+from cli import cli
+from mlx_speech.audio.io import load
+from mlx_speech.models.tts import ASSETS, DEFAULT_VOICE, Synthesizer
+
+VOICE = ASSETS / DEFAULT_VOICE
+
+
+@pytest.fixture(scope="module")
+def synth():
+    return Synthesizer()
+
+
+def test_bundled_voice_is_small_and_tagged():
+    files = {p.name: p.stat().st_size for p in VOICE.iterdir()}
+    assert {"acoustic.safetensors", "voice.json"} <= set(files)
+    assert sum(files.values()) < 30 * 2**20
+    meta = json.loads((VOICE / "voice.json").read_text())
+    assert meta["language"] == "en" and meta["mel_preset"] == "hifigan_22k"
+
+
+def test_bundled_voice_speaks_with_plausible_duration(synth):
+    wav = synth.synthesize("The morning train was late again today.")
+    seconds = len(wav) / synth.sample_rate
+    assert 1.0 < seconds < 5.0  # the teacher says it in ~2.2 s
+    rms = float(np.sqrt(np.mean(wav ** 2)))
+    assert rms > 0.01 and np.isfinite(wav).all()
+    # energy is not flat: speech has loud and quiet stretches
+    frames = wav[: len(wav) // 512 * 512].reshape(-1, 512)
+    e = np.sqrt((frames ** 2).mean(1))
+    assert e.max() > 5 * np.percentile(e, 10)
+
+
+def test_speed_changes_duration(synth):
+    text = "She bought fresh bread from the corner shop."
+    n1 = len(synth.synthesize(text))
+    n2 = len(synth.synthesize(text, speed=1.5))
+    assert 0.5 * n1 < n2 < 0.8 * n1
+
+
+def test_mlx_and_torch_checkpoint_agree_on_bundled_weights(synth):
+    torch = pytest.importorskip("torch")
+    from convert.checkpoint import load_torch_model
+
+    t, _ = load_torch_model(VOICE / "acoustic.safetensors")
+    t.eval()
+    ids = list(synth.frontend.encode("Hello there, my friend.")[0].ids)
+    mel_m, dur_m = synth.acoustic.synthesize(mx.array([ids], dtype=mx.int32))
+    mel_t, dur_t = t.synthesize(torch.tensor([ids]))
+    np.testing.assert_array_equal(np.array(dur_m), dur_t.numpy())
+    assert np.abs(np.array(mel_m) - mel_t.numpy()).max() < 1e-3
+
+
+def test_cli_synth_writes_speech(tmp_path):
+    out = tmp_path / "hello.wav"
+    r = CliRunner().invoke(cli, ["synth", "Hello there. It is 5 pm.", "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output)
+    wav, sr = load(out)
+    assert sr == 22050 and info["sentences"] == 2
+    assert 1.0 < len(wav) / sr < 6.0 and np.abs(wav).max() > 0.05
+
+
+def test_cli_synth_from_file_with_speed(tmp_path):
+    src = tmp_path / "t.txt"
+    src.write_text("We walked along the river until sunset.\n", encoding="utf-8")
+    out = tmp_path / "f.wav"
+    r = CliRunner().invoke(cli, ["synth", "--file", str(src), "-o", str(out), "--speed", "1.3", "--pitch", "2",
+                                 "--gl-iters", "8"])
+    assert r.exit_code == 0, r.output
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["synth", ""], "empty"),
+    (["synth", "?!"], "nothing speakable"),
+    (["synth"], "either as an argument or with --file"),
+    (["synth", "hi", "--speed", "9"], "speed"),
+    (["synth", "hi", "--pitch", "30"], "pitch"),
+    (["synth", "hi", "--speaker", "3"], "speaker 3 out of range"),
+    (["synth", "hi", "--voice", "no_such_voice"], "not found"),
+    (["synth", "hi", "--vocoder", "hifigan"], "ships no HiFi-GAN"),
+    (["synth", "hi", "--hifigan", "x.pt"], "--hifigan needs --vocoder hifigan"),
+], ids=lambda x: x if isinstance(x, str) else None)
+def test_cli_synth_user_errors(tmp_path, args, message):
+    r = CliRunner().invoke(cli, args + ["-o", str(tmp_path / "x.wav")])
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert "Traceback" not in r.output
+
+
+def test_cli_synth_with_official_hifigan_checkpoint(tmp_path):
+    torch = pytest.importorskip("torch")
+    from convert.hifigan import save_official_generator
+    from mlx_speech.specs.tts import HiFiGANSpec
+    from torch_ref.models.hifigan import HiFiGANGenerator
+
+    spec = HiFiGANSpec.from_preset("tiny")
+    torch.manual_seed(0)
+    save_official_generator(tmp_path / "g_00000001", HiFiGANGenerator.from_spec(spec))
+    (tmp_path / "config.json").write_text(json.dumps({**spec.to_dict(), "num_mels": 80, "sampling_rate": 22050}))
+    out = tmp_path / "h.wav"
+    r = CliRunner().invoke(cli, ["synth", "Good morning.", "-o", str(out), "--vocoder", "hifigan",
+                                 "--hifigan", str(tmp_path / "g_00000001")])
+    assert r.exit_code == 0, r.output
+    wav, sr = load(out)
+    assert len(wav) % 256 == 0 and len(wav) / sr > 0.3  # random weights: length only
+
+
+def test_synth_cli_subprocess_fresh_process(tmp_path):
+    out = tmp_path / "p.wav"
+    r = subprocess.run([sys.executable, "-m", "cli", "synth", "Yes.", "-o", str(out)], capture_output=True,
+                       text=True, cwd=str(VOICE.parents[3]), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert out.is_file()

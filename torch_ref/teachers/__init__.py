@@ -1,0 +1,1 @@
+"""Torch twins of :mod:`mlx_speech.teachers` (transformers models)."""
