@@ -18,7 +18,7 @@ an idle machine: with more runnable jobs than cores, OpenBLAS's spinning workers
 multi-threaded MLX times erratic, so the 1-minute load average is reported too.
 
 Usage: ``python bench/ssl_encoders.py [--seconds 10] [--reps 3] [--rounds 2] [--layers 12]
-[--threads N]``.
+[--threads N] [--blas-thread-timeout N]``.
 """
 
 from __future__ import annotations
@@ -36,9 +36,23 @@ def _threads_arg() -> int | None:
     return None
 
 
+def _int_arg(name: str) -> int | None:
+    for i, a in enumerate(sys.argv):
+        if a == name and i + 1 < len(sys.argv):
+            return int(sys.argv[i + 1])
+        if a.startswith(name + "="):
+            return int(a.split("=", 1)[1])
+    return None
+
+
 if _threads_arg() is not None:
     os.environ["OPENBLAS_NUM_THREADS"] = str(_threads_arg())
     os.environ["OMP_NUM_THREADS"] = str(_threads_arg())
+if _int_arg("--blas-thread-timeout") is not None:
+    # OpenBLAS workers spin 2**N cycles (default N = 28, ~0.1 s) before sleeping; on an
+    # oversubscribed machine that spinning steals the cores the other worker needs. An
+    # experiment knob: one busy-machine run went 25 s -> 5 s with N = 4, a calmer one got slower.
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(_int_arg("--blas-thread-timeout"))
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -129,6 +143,9 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=12, help="num_hidden_layers (12 = wavlm-base)")
     ap.add_argument("--threads", type=int, default=None,
                     help="CPU threads for both (torch intra-op and OpenBLAS); default: all cores")
+    ap.add_argument("--blas-thread-timeout", type=int, default=None,
+                    help="OPENBLAS_THREAD_TIMEOUT for MLX's OpenBLAS (4..30; default: OpenBLAS's "
+                         "own, 28): workers spin 2**N cycles before sleeping")
     ap.add_argument("--side", choices=["torch"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--dir", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -166,6 +183,7 @@ def main() -> None:
         "frames": model.num_frames(n), "batch": 1, "dtype": "float32",
         "device": str(mx.default_device()), "machine": platform.machine(),
         "threads": first["threads"], "cpu_count": os.cpu_count(),
+        "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "default (28)"),
         "load_average_1min": round(os.getloadavg()[0], 2),
         "mlx_ms": round(mlx_wall * 1e3, 1), "torch_ms": round(torch_wall * 1e3, 1),
         "mlx_over_torch": round(mlx_wall / torch_wall, 3),
