@@ -150,8 +150,41 @@ def convert_to_mlx(src: Path, dst: Path) -> None:
     click.echo(f"wrote {dst} ({meta['model']}, {meta['num_tensors']} tensors, MLX layout)")
 
 
+@convert_group.command("hifigan-generator")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--ema", is_flag=True, help="Export the EMA weights of the run.")
+def convert_hifigan_generator(src: Path, dst: Path, ema: bool) -> None:
+    """Export the generator of a `train hifigan` checkpoint for `synth --hifigan DST`."""
+    from convert.hifigan_train import export_generator  # noqa: PLC0415
+
+    info = export_generator(src, dst, ema=ema)
+    click.echo(f"wrote {dst} (hifigan generator, {info['tensors']} tensors, hop {info['hop_length']})")
+
+
+@convert_group.command("mimi-surgery")
+@click.option("--src", required=True, type=click.Path(path_type=Path),
+              help="Mimi weights: moshi file, transformers folder/file or an mlx-speech Mimi file.")
+@click.option("--dst", required=True, type=click.Path(path_type=Path),
+              help="Output folder (model.safetensors + surgery_report.json).")
+@click.option("--arrangement", type=click.Choice(["split", "residual"]), default="split",
+              show_default=True, help="Bridge data flow; split reproduces Mimi exactly.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fresh tensors.")
+@click.option("--qwen-dim", type=click.IntRange(1), default=None, help="Qwen hidden width (1536).")
+@click.option("--wavlm-dim", type=click.IntRange(1), default=None, help="WavLM feature width (1024).")
+def convert_mimi_surgery(src: Path, dst: Path, arrangement: str, seed: int, qwen_dim: int | None,
+                         wavlm_dim: int | None) -> None:
+    """Make a 9-codebook Mimi (head 0 fresh and gated off, heads 1-8 = Mimi's 0-7)."""
+    from convert.mimi_surgery import surgery  # noqa: PLC0415
+
+    surgery(src, dst, arrangement=arrangement, seed=seed, qwen_dim=qwen_dim,
+            wavlm_dim=wavlm_dim, echo=click.echo)
+
+
 @cli.command()
-@click.argument("config", type=click.Path(path_type=Path))
+@click.argument("target")
+@click.option("--config", "-c", type=click.Path(path_type=Path), default=None,
+              help="Recipe YAML for a named TARGET (default: the target's recipe in configs/).")
 @click.option("--backend", type=click.Choice(["mlx", "torch"]), default="mlx", show_default=True,
               help="mlx (mlx.launch for data parallel) or torch (torchrun + DDP).")
 @click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=None,
@@ -161,13 +194,26 @@ def convert_to_mlx(src: Path, dst: Path) -> None:
               help="Override a recipe field (value in YAML), e.g. --set data.batch_size=16.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (the JSONL log is still written).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def train(config: Path, backend: str, out_dir: Path | None, steps: int | None,
+def train(target: str, config: Path | None, backend: str, out_dir: Path | None, steps: int | None,
           overrides: tuple[str, ...], no_progress: bool, as_json: bool) -> None:
-    """Train the recipe CONFIG (YAML); resumes from the newest checkpoint in its out_dir."""
+    """Train TARGET: tts, mimi9, hifigan (recipe from --config or configs/), or a recipe YAML path.
+
+    Resumes from the newest checkpoint in the recipe's out_dir.
+    """
+    from mlx_speech.train.targets import resolve  # noqa: PLC0415
+
+    job = resolve(target, config)
+    extra = [f"steps={steps}"] if steps is not None else []
+    if job.kind == "tts":
+        from mlx_speech.train.tasks_tts import train_voice  # noqa: PLC0415
+
+        summary = train_voice(job.config, overrides=[*overrides, *extra], out_dir=out_dir,
+                              backend=backend, progress=not no_progress)
+        _emit(summary, as_json)
+        return
     from mlx_speech.train.recipe import load_recipe, make_trainer  # noqa: PLC0415
 
-    extra = [f"steps={steps}"] if steps is not None else []
-    spec = load_recipe(config, [*overrides, *extra])
+    spec = load_recipe(job.config, [*overrides, *extra])
     trainer = make_trainer(spec, backend, out_dir=out_dir, progress=False if no_progress else None)
     summary = trainer.run()
     if trainer.rank == 0:
@@ -218,8 +264,8 @@ def data_synth_corpus(langs: str, n: int, out_dir: Path, sr: int, workers: int, 
               show_default=True, help="Waveform generator.")
 @click.option("--hifigan", "hifigan_path", type=click.Path(path_type=Path), default=None,
               help="HiFi-GAN generator: official g_XXXXXXXX (config.json beside it) or tagged .safetensors.")
-@click.option("--gl-iters", type=click.IntRange(1, 1000), default=32, show_default=True,
-              help="Griffin-Lim iterations.")
+@click.option("--gl-iters", type=click.IntRange(1, 1000), default=12, show_default=True,
+              help="Griffin-Lim iterations (from PGHI start phases; = mlx_speech.models.tts.GL_ITERS).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def synth(text: str | None, text_file: Path | None, output: Path, voice: str, weights: Path | None,
           speaker: int, speed: float, pitch: float, vocoder: str, hifigan_path: Path | None,
@@ -366,6 +412,43 @@ def features(input_path: Path, family: str, weights: Path, layers: tuple[int, ..
     _emit({"output": str(output), "shape": list(out.shape), "model": model.spec.model_type,
            "layers": list(layers), "frames_per_second": round(out.shape[-2] / (len(wav) / sr), 2)},
           as_json)
+
+
+@cli.group(cls=_Group, name="eval")
+def eval_group() -> None:
+    """Evaluate trained models on held-out data."""
+
+
+@eval_group.command("mimi9")
+@click.option("--weights", required=True, type=click.Path(path_type=Path),
+              help="Mimi9 model file / directory (convert mimi-surgery) or an MLX mimi9 training checkpoint.")
+@click.option("--manifest", required=True, type=click.Path(path_type=Path),
+              help="Held-out JSONL manifest (word timings used for the Qwen alignment when present).")
+@click.option("--qwen", type=click.Path(path_type=Path), default=None,
+              help="Local Qwen directory (mlx-lm / HF) for the distillation similarity.")
+@click.option("--wavlm", type=click.Path(path_type=Path), default=None,
+              help="Local transformers WavLM directory for the distillation similarity.")
+@click.option("--qwen-layer", type=int, default=-1, show_default=True, help="Qwen hidden state index.")
+@click.option("--wavlm-layer", type=int, default=-1, show_default=True, help="WavLM hidden state index.")
+@click.option("--max-items", type=click.IntRange(1), default=None, help="Evaluate the first N items.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+              help="Also write the report as JSON to this file.")
+def eval_mimi9(weights: Path, manifest: Path, qwen: Path | None, wavlm: Path | None,
+               qwen_layer: int, wavlm_layer: int, max_items: int | None, json_out: Path | None) -> None:
+    """Per-head codebook usage, distillation cosine similarity and reconstruction (SNR, mel
+    distance, PESQ) of a 9-codebook Mimi."""
+    from mlx_speech.models.mimi9_eval import evaluate, format_table  # noqa: PLC0415
+    from mlx_speech.specs.mimi9_train import QwenTeacherSpec, WavLMTeacherSpec  # noqa: PLC0415
+    from mlx_speech.utils.atomic import atomic_write_text  # noqa: PLC0415
+
+    report = evaluate(weights, manifest, max_items=max_items,
+                      qwen=None if qwen is None else QwenTeacherSpec(path=str(qwen), layer=qwen_layer),
+                      wavlm=None if wavlm is None else WavLMTeacherSpec(path=str(wavlm), layer=wavlm_layer))
+    click.echo(format_table(report))
+    text = json.dumps(report, indent=2)
+    click.echo(text)
+    if json_out is not None:
+        atomic_write_text(json_out, text + "\n")
 
 
 def main() -> None:

@@ -50,7 +50,7 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
             raise CheckpointError(f"{path}: unreadable safetensors file ({exc2})") from None
 
 
-def _resolve(path: str | Path) -> tuple[Path, Path | None]:
+def resolve_mimi_path(path: str | Path) -> tuple[Path, Path | None]:
     """``(weights file, config.json or None)`` for a file or a transformers directory."""
     p = Path(path)
     if not p.exists():
@@ -68,7 +68,7 @@ def _resolve(path: str | Path) -> tuple[Path, Path | None]:
 
 def detect_format(path: str | Path) -> str:
     """``"mlx-speech"``, ``"moshi"`` or ``"transformers"``; CheckpointError otherwise."""
-    weights, _ = _resolve(path)
+    weights, _ = resolve_mimi_path(path)
     if weights.suffix in _PICKLE_SUFFIXES:
         return "moshi"
     meta = read_metadata(weights)
@@ -97,11 +97,11 @@ def read_upstream_state(path: str | Path, *, num_codebooks: int | None = None,
     default codebook count.
     """
     fmt = detect_format(path)
-    weights, config = _resolve(path)
+    weights, config = resolve_mimi_path(path)
     if fmt == "mlx-speech":
         raise CheckpointError(f"{weights}: already an mlx-speech checkpoint; use load_mimi")
     if fmt == "moshi":
-        raw = _read_moshi_raw(weights)
+        raw = read_moshi_raw(weights)
         spec = spec or spec_from_moshi_state(raw, num_codebooks=num_codebooks)
         state = convert_moshi_state(raw, spec, where=f"{weights} (moshi format)")
     else:
@@ -121,7 +121,7 @@ def _with_codebooks(spec: MimiSpec, num_codebooks: int | None) -> MimiSpec:
     return spec.replace(num_codebooks=num_codebooks)
 
 
-def _read_moshi_raw(weights: Path) -> dict[str, Any]:
+def read_moshi_raw(weights: Path) -> dict[str, Any]:
     if weights.suffix in _PICKLE_SUFFIXES:
         obj = load_pickle_state(weights)
         if isinstance(obj.get("model"), dict):
@@ -139,7 +139,7 @@ def load_mimi(path: str | Path, *, num_codebooks: int | None = None,
     from mlx_speech.models.mimi import build_mimi  # noqa: PLC0415
 
     if detect_format(path) == "mlx-speech":
-        model, tagged = load_mlx_model(_resolve(path)[0])
+        model, tagged = load_mlx_model(resolve_mimi_path(path)[0])
         model.set_num_codebooks(_with_codebooks(tagged, num_codebooks).num_codebooks)
     else:
         state, spec, _ = read_upstream_state(path, num_codebooks=num_codebooks, spec=spec)
@@ -156,7 +156,7 @@ def load_mimi_torch(path: str | Path, *, num_codebooks: int | None = None,
     from torch_ref.models.mimi import build_mimi  # noqa: PLC0415
 
     if detect_format(path) == "mlx-speech":
-        model, tagged = load_torch_model(_resolve(path)[0])
+        model, tagged = load_torch_model(resolve_mimi_path(path)[0])
         model.set_num_codebooks(_with_codebooks(tagged, num_codebooks).num_codebooks)
         model.eval()
         return model

@@ -87,5 +87,6 @@ register_model("bridge_quantizer", spec="mlx_speech.specs.quantize:BridgeSpec",
                mlx="mlx_speech.quantize.bridge:build_bridge",
                torch="torch_ref.quantize.bridge:build_bridge")
 register_model("mimi", spec="mlx_speech.specs.mimi:MimiSpec", mlx="mlx_speech.models.mimi:build_mimi", torch="torch_ref.models.mimi:build_mimi")
+register_model("mimi9", spec="mlx_speech.specs.mimi9:Mimi9Spec", mlx="mlx_speech.models.mimi9:build_mimi9", torch="torch_ref.models.mimi9:build_mimi9")
 register_model("fastspeech2", spec="mlx_speech.specs.tts:FastSpeechSpec", mlx="mlx_speech.models.fastspeech:build_fastspeech", torch="torch_ref.models.fastspeech:build_fastspeech")
 register_model("hifigan", spec="mlx_speech.specs.tts:HiFiGANSpec", mlx="mlx_speech.models.hifigan:build_hifigan", torch="torch_ref.models.hifigan:build_hifigan")

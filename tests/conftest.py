@@ -1,9 +1,17 @@
 """Shared test fixtures. mlx_speech is imported first so MLX gets the optimised BLAS."""
 
+import os
+from pathlib import Path
+
 import mlx_speech  # noqa: F401  (must precede any `import mlx`)
 import numpy as np
 from mlx_speech.audio.synth import speechlike  # noqa: F401
 import pytest
+
+# Subprocesses (`python -m cli ...`, mlx.launch, torchrun) import this checkout's modules
+# whatever the current directory or where an earlier editable install points.
+_ROOT = str(Path(__file__).resolve().parents[1])
+os.environ["PYTHONPATH"] = os.pathsep.join([_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 @pytest.fixture

@@ -90,3 +90,23 @@ def test_demo_on_user_input_resamples(wav, tmp_path):
     res = _run("demo", "--input", str(wav), "-o", str(out), "--n-iter", "4", "--json")
     assert res.exit_code == 0, res.output
     assert sf.info(out).samplerate == 22050
+
+
+def test_readme_main_command_speaks(tmp_path, monkeypatch):
+    """README's main job (after the install) is `mlx-speech synth ...` with the bundled voice."""
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("<!-- main-command -->", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    install, _, command = block.strip().partition(" && ")
+    assert install == "python3 -m pip install -e ."
+    args = shlex.split(command)
+    assert args[:2] == ["mlx-speech", "synth"]
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, args[1:], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    out = tmp_path / args[args.index("-o") + 1]
+    audio, sr = sf.read(out)
+    assert sr == 22050 and 0.5 < len(audio) / sr < 3.0
+    assert np.isfinite(audio).all() and 0.01 < np.sqrt(np.mean(audio ** 2)) < 0.5

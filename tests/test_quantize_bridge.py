@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from mlx.utils import tree_flatten
 
 from cli import cli
 from convert.checkpoint import load_torch_model, save_mlx_model
@@ -40,9 +41,10 @@ def test_expand_durations_matches_numpy_repeat(rng):
     assert np.array_equal(tt.numpy(), np.array(target)) and np.array_equal(tm.numpy(), np.array(mask))
 
 
+@pytest.mark.parametrize("gate", [1.0, 0.5, 0.0])
 @pytest.mark.parametrize("arrangement", ["residual", "split"])
-def test_heads_codes_and_eval_consistency(rng, arrangement):
-    br = _bridge(arrangement, vq_dim=8)
+def test_heads_codes_and_eval_consistency(rng, arrangement, gate):
+    br = _bridge(arrangement, vq_dim=8, content_gate_init=gate)
     br.eval()
     x = mx.array(rng.standard_normal((2, 20, 16)).astype(np.float32))
     out = br(x)
@@ -50,18 +52,42 @@ def test_heads_codes_and_eval_consistency(rng, arrangement):
     codes = br.encode(x)
     assert np.array_equal(np.array(codes), np.array(out.codes))
     compare(br.decode(codes), out.quantized, atol=1e-6, name="q_total")
-    compare(out.content + out.prosody + br.decode(codes) - br.decode(codes[:, :2]), out.quantized,
-            atol=1e-5, name="q_c + q_p + q_a")
-    if arrangement == "residual":  # prosody on x - q_c, acoustic on x - (q_c + q_p)
-        q_c = br.content.decode(codes[:, :1])
-        assert np.array_equal(np.array(br.prosody.encode(x - q_c)), np.array(codes[:, 1:2]))
+    compare(gate * out.content + out.prosody + br.decode(codes) - br.decode(codes[:, :2]),
+            out.quantized, atol=1e-5, name="g q_c + q_p + q_a")
+    q_g = gate * br.content.decode(codes[:, :1])
+    compare(br.decode(codes[:, :1]), q_g, atol=1e-6, name="gated head 0")
+    # prosody always quantizes x - g q_c
+    assert np.array_equal(np.array(br.prosody.encode(x - q_g)), np.array(codes[:, 1:2]))
+    if arrangement == "residual":  # acoustic on x - (g q_c + q_p)
         q_p = br.prosody.decode(codes[:, 1:2])
-        assert np.array_equal(np.array(br.acoustic.encode(x - (q_c + q_p))), np.array(codes[:, 2:]))
-    else:  # Mimi's split: the rest group quantizes x itself
-        assert np.array_equal(np.array(br.rest.encode(x)), np.array(codes[:, 1:]))
+        assert np.array_equal(np.array(br.acoustic.encode(x - (q_g + q_p))), np.array(codes[:, 2:]))
+    else:  # Mimi's split: acoustic quantizes the same input as prosody
+        assert np.array_equal(np.array(br.acoustic.encode(x - q_g)), np.array(codes[:, 2:]))
+    if gate == 0.0:  # head 0 gated off: heads 1.. do not depend on the content head at all
+        assert np.array_equal(np.array(br.prosody.encode(x)), np.array(codes[:, 1:2]))
     for k in (1, 2, 5):
         assert np.array_equal(np.array(br.encode(x, num_levels=k)), np.array(codes[:, :k]))
         compare(br(x, num_levels=k).quantized, br.decode(codes[:, :k]), atol=1e-6)
+
+
+def test_arrangements_share_parameter_names_and_gate_is_trained(rng):
+    res, split = _bridge("residual", vq_dim=8), _bridge("split", vq_dim=8, content_gate_init=0.0)
+    names = {k for k, _ in tree_flatten(res.parameters())}
+    assert names == {k for k, _ in tree_flatten(split.parameters())}
+    assert {"content_gate", "prosody.in_proj.weight",
+            "acoustic.levels.6.codebook.cluster_usage"} <= names
+    assert float(split.content_gate[0]) == 0.0 and float(res.content_gate[0]) == 1.0
+    # a split checkpoint loads into a residual quantizer (the data flow changes, not the keys)
+    res.load_weights(tree_flatten(split.parameters()), strict=True)
+    assert float(res.content_gate[0]) == 0.0
+    split.train()
+    x = mx.array(rng.standard_normal((2, 12, 16)).astype(np.float32))
+
+    def fn(model):
+        return ((model(x).quantized - x) ** 2).mean()
+
+    _, grads = nn.value_and_grad(split, fn)(split)
+    assert float(mx.abs(grads["content_gate"]).sum()) > 0  # the gate opens by gradient
 
 
 @pytest.mark.parametrize("arrangement", ["residual", "split"])

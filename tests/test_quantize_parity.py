@@ -108,12 +108,13 @@ def test_split_rvq_20_steps(rng):
     print(f"\nsplit RVQ parity: max state error {_check_state(m, t):.2e}")
 
 
-@pytest.mark.parametrize("arrangement", ["residual", "split"])
-def test_bridge_20_steps(rng, arrangement):
+@pytest.mark.parametrize(("arrangement", "gate"), [("residual", 1.0), ("split", 1.0),
+                                                   ("split", 0.0), ("residual", 0.3)])
+def test_bridge_20_steps(rng, arrangement, gate):
     m, t = build_pair(CausalBridgeQuantizer, TCausalBridgeQuantizer, dim=16, arrangement=arrangement,
                       content_size=32, prosody_size=16, acoustic_sizes=[16] * 7, vq_dim=8,
                       qwen_dim=12, wavlm_dim=10, qwen_weight=0.5, wavlm_weight=0.3,
-                      quantizer_dropout=0.3, ema=EMA, seed=2)
+                      quantizer_dropout=0.3, content_gate_init=gate, ema=EMA, seed=2)
     b, f = 2, 30
     data = [rng.standard_normal((b, f, 16)).astype(np.float32) for _ in range(STEPS)]
     qwen = rng.standard_normal((b, 7, 12)).astype(np.float32)
@@ -128,7 +129,8 @@ def test_bridge_20_steps(rng, arrangement):
 
     losses, _ = _train(m, t, inputs, loss_of)
     assert losses[-1] < losses[0]
-    print(f"\nbridge ({arrangement}) parity: max state error {_check_state(m, t):.2e}")
+    assert float(m.content_gate[0]) != gate  # the gate is trained (and compared in the state)
+    print(f"\nbridge ({arrangement}, g0={gate}) parity: max state error {_check_state(m, t):.2e}")
 
 
 def test_bsq_training_steps(rng):

@@ -68,3 +68,73 @@ def test_user_errors_are_one_line_exit_2(manifest, tmp_path, extra, args, needle
 def test_missing_recipe_file(tmp_path):
     res = CliRunner().invoke(cli, ["train", str(tmp_path / "nope.yaml")])
     assert res.exit_code == 2 and "config file not found" in res.output
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["mimi9", "--config", "{recipe}"], "is a recipe for task 'mel_denoise', expected task: mimi9"),
+    (["hifigan", "--config", "{recipe}"], "expected task: hifigan"),
+    (["tts", "--config", "{recipe}"], "is a trainer recipe (task: mel_denoise), not a TTS recipe"),
+    (["bogus", "--config", "{recipe}"], "unknown train target 'bogus'"),
+    (["bogus"], "config file not found: bogus (targets: tts, mimi9, hifigan"),
+    (["tts", "--config", "{bad}"], "invalid YAML at line 3, column 1: expected ',' or ']'"),
+], ids=["mimi9-wrong-task", "hifigan-wrong-task", "tts-gets-trainer-recipe", "unknown-target",
+        "unknown-name", "bad-yaml"])
+def test_train_targets_check_the_recipe_first(manifest, tmp_path, args, needle):
+    recipe = _recipe(tmp_path, manifest)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  dim: [1, 2\n")
+    args = [a.format(recipe=recipe, bad=bad) for a in args]
+    res = CliRunner().invoke(cli, ["train", *args, "--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and res.output.startswith("error: "), res.output
+    assert res.output.strip().count("\n") == 0
+
+
+def test_train_target_resolution(tmp_path):
+    from mlx_speech.train.targets import CONFIGS, TARGETS, resolve
+
+    tts = tmp_path / "voice.yaml"
+    tts.write_text((CONFIGS / "tts_slt_tiny.yaml").read_text())
+    assert resolve(str(tts), None).kind == "tts"  # a recipe path without task: is a TTS recipe
+    job = resolve("tts", None)  # the default recipe ships in configs/
+    assert job.kind == "tts" and job.config == CONFIGS / TARGETS["tts"].default_config
+    rec = tmp_path / "r.yaml"
+    rec.write_text("task: mimi9\n")
+    assert resolve("mimi9", rec) == type(job)("recipe", rec, "mimi9")
+    assert resolve(str(rec), None).task is None
+
+
+def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_resumes(manifest, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    path = _recipe(tmp_path, manifest, "steps: 100000\ncheckpoint: {every: 1000}\n")
+    cmd = [sys.executable, "-c", "import sys; from cli import cli; cli(sys.argv[1:])",
+           "train", str(path), "--no-progress", "--set", "monitor.log_every=1"]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    log = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.is_file() and len(log.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, (out, err)
+    lines = [x for x in err.strip().splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and "interrupted at step" in lines[0] and "resume" in lines[0], err
+    step = int(lines[0].split("interrupted at step ")[1].split("/")[0])
+    ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert ckpts == [f"ckpt_{step:08d}.safetensors"]
+    res = _run("train", str(path), "--steps", str(step + 2), "--no-progress", "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["step"] == step + 2 and summary["resumed_from"].endswith(ckpts[0])

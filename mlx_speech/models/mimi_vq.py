@@ -52,7 +52,7 @@ def _decode_levels(num_levels: int):
     return mx.compile(run)
 
 
-class _GroupTables:
+class GroupTables:
     """Folded codebooks ``(L, K, d)`` and squared norms ``(L, K)`` of one ``ResidualVQ``."""
 
     def __init__(self, group: ResidualVQ) -> None:
@@ -89,8 +89,8 @@ class FrozenCodebooks:
 
     def __init__(self, quantizer: SplitResidualVQ) -> None:
         self.quantizer = quantizer
-        self.first = _GroupTables(quantizer.rvq_first)
-        self.rest = _GroupTables(quantizer.rvq_rest)
+        self.first = GroupTables(quantizer.rvq_first)
+        self.rest = GroupTables(quantizer.rvq_rest)
 
     def encode(self, latents: mx.array, num_codebooks: int) -> mx.array:
         """Codes ``(B, K, F)`` int32 of latents ``(B, F, D)``, ``K = num_codebooks``."""

@@ -1,18 +1,26 @@
 """The 9-codebook causal bridge quantizer: content, prosody and acoustic heads (MLX).
 
-Heads (codes ``(B, 9, F)`` in this order):
+Heads (codes ``(B, 9, F)`` in this order), each group a :class:`ResidualVQ` with its own
+``in_proj`` / ``out_proj`` (``dim -> vq_dim -> dim``):
 
-* 0, content: a 2048-code VQ of ``x``; ``q_c``.
-* 1, prosody: a 2048-code VQ; ``q_p``.
-* 2-8, acoustic: a 7 x 2048 residual VQ; ``q_a``.
+* 0, ``content``: a 2048-code VQ of ``x``; ``q_c``, scaled by the learnable scalar
+  ``content_gate`` ``g`` (shape ``(1,)``, initial value ``BridgeSpec.content_gate_init``).
+* 1, ``prosody``: a 2048-code VQ; ``q_p``.
+* 2-8, ``acoustic``: a 7 x 2048 residual VQ; ``q_a``.
 
-``arrangement="residual"`` (the seed design): prosody quantizes ``x - stopgrad(q_c)`` and the
-acoustic RVQ ``x - (q_c + q_p)``; children ``content``, ``prosody``, ``acoustic``.
-``arrangement="split"`` (Mimi's layout, for checkpoint surgery from Mimi): ``content`` (1 level)
-and ``rest`` (prosody + acoustic, 8 levels) both quantize ``x`` and are summed; ``q_p`` is the
-rest group's first level projected out. Either way ``q_total = q_c + q_p + q_a``.
+Both arrangements have the same children and parameter names, so a checkpoint can switch:
 
-Distillation (both computed whenever their teacher input is given):
+* ``arrangement="residual"`` (the seed design): prosody quantizes ``x - stopgrad(g q_c)`` and
+  the acoustic RVQ ``x - (g q_c + q_p)``.
+* ``arrangement="split"`` (Mimi's ``rvq_first`` / ``rvq_rest`` layout): prosody and acoustic
+  both quantize ``x - stopgrad(g q_c)`` (= ``x`` while ``g = 0``).
+
+Either way ``q_total = g q_c + q_p + q_a``; ``decode`` follows the same sum. With ``g = 0`` (the
+state after Mimi checkpoint surgery, ``convert/mimi_surgery.py``) the split arrangement is
+exactly Mimi's split RVQ on heads 1-8.
+
+Distillation (both computed whenever their teacher input is given; both use the ungated
+``q_c``, so the content head learns before its gate opens):
 
 * ``qwen``: ``MSE(proj_qwen(q_c), Qwen hidden states)``; token states ``(B, T, qwen_dim)`` are
   repeated to the frame rate by per-token ``durations (B, T)`` (frames per token); frames past
@@ -24,6 +32,7 @@ Teacher inputs are treated as constants (no gradient flows into them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import mlx.core as mx
@@ -33,6 +42,10 @@ from mlx_speech.errors import CodesError
 from mlx_speech.quantize.codes import check_codes, check_latents, check_num_levels
 from mlx_speech.quantize.rvq import ResidualVQ
 from mlx_speech.specs.quantize import BridgeSpec, EMACodebookSpec
+
+
+GroupEncode = Callable[[ResidualVQ, mx.array, int], mx.array]  # (group, latents, levels) -> codes
+GroupDecode = Callable[[ResidualVQ, mx.array], mx.array]  # (group, codes) -> latents
 
 
 class BridgeOutput(NamedTuple):
@@ -89,6 +102,7 @@ class CausalBridgeQuantizer(nn.Module):
         qwen_dim, wavlm_dim: teacher widths for ``proj_qwen`` / ``proj_wavlm``.
         commitment_weight, qwen_weight, wavlm_weight: weights in ``losses["total"]``.
         quantizer_dropout: dropout probability of the acoustic levels.
+        content_gate_init: initial value of the learnable gate ``g`` on ``q_c``.
         ema: EMA codebook options of every level.
         seed: base seed (groups use ``seed``, ``seed + 100``, ``seed + 200``).
     """
@@ -98,7 +112,8 @@ class CausalBridgeQuantizer(nn.Module):
                  vq_dim: int | None = None, proj_bias: bool = False, qwen_dim: int = 1536,
                  wavlm_dim: int = 1024, commitment_weight: float = 1.0, qwen_weight: float = 1.0,
                  wavlm_weight: float = 1.0, quantizer_dropout: float = 0.0,
-                 ema: EMACodebookSpec | None = None, seed: int = 0) -> None:
+                 content_gate_init: float = 1.0, ema: EMACodebookSpec | None = None,
+                 seed: int = 0) -> None:
         super().__init__()
         if arrangement not in ("residual", "split"):
             raise ValueError(f"CausalBridgeQuantizer: arrangement must be 'residual' or 'split', "
@@ -116,11 +131,9 @@ class CausalBridgeQuantizer(nn.Module):
                               quantizer_dropout=dropout, ema=ema, seed=seed + seed_offset)
 
         self.content = group([content_size], 0)
-        if arrangement == "residual":
-            self.prosody = group([prosody_size], 100)
-            self.acoustic = group(acoustic, 200, quantizer_dropout)
-        else:
-            self.rest = group([prosody_size] + acoustic, 100, quantizer_dropout)
+        self.content_gate = mx.array([float(content_gate_init)], dtype=mx.float32)
+        self.prosody = group([prosody_size], 100)
+        self.acoustic = group(acoustic, 200, quantizer_dropout)
         self.proj_qwen = nn.Linear(dim, qwen_dim)
         self.proj_wavlm = nn.Linear(dim, wavlm_dim)
 
@@ -135,14 +148,12 @@ class CausalBridgeQuantizer(nn.Module):
     def num_codebooks(self) -> int:
         return len(self._codebook_sizes)
 
-    def _groups(self) -> list[ResidualVQ]:
-        if self.arrangement == "residual":
-            return [self.content, self.prosody, self.acoustic]
-        return [self.content, self.rest]
-
     def reset_state(self) -> None:
-        for g in self._groups():
+        for g in (self.content, self.prosody, self.acoustic):
             g.reset_state()
+
+    def _gate(self, q_c: mx.array) -> mx.array:
+        return self.content_gate.astype(q_c.dtype) * q_c
 
     def __call__(self, x: mx.array, *, qwen_hidden: mx.array | None = None,
                  durations: mx.array | None = None, wavlm_features: mx.array | None = None,
@@ -152,17 +163,15 @@ class CausalBridgeQuantizer(nn.Module):
         n = check_num_levels(num_levels, self.num_codebooks, "CausalBridgeQuantizer")
         outs = [self.content(x)]
         q_c = outs[0].quantized
+        q_total = self._gate(q_c)
         q_p = None
-        if self.arrangement == "residual":
-            if n >= 2:
-                outs.append(self.prosody(x - mx.stop_gradient(q_c)))
-                q_p = outs[1].quantized
+        if n >= 2:
+            rest_in = x - mx.stop_gradient(q_total)
+            outs.append(self.prosody(rest_in))
+            q_p = outs[1].quantized
             if n >= 3:
-                outs.append(self.acoustic(x - (q_c + q_p), num_levels=n - 2))
-        elif n >= 2:
-            outs.append(self.rest(x, num_levels=n - 1))
-            q_p = self.rest.project_out(outs[1].levels[0])
-        q_total = outs[0].quantized
+                acoustic_in = rest_in if self.arrangement == "split" else x - (q_total + q_p)
+                outs.append(self.acoustic(acoustic_in, num_levels=n - 2))
         for o in outs[1:]:
             q_total = q_total + o.quantized
         level_losses = mx.concatenate([o.level_losses for o in outs])
@@ -188,32 +197,39 @@ class CausalBridgeQuantizer(nn.Module):
         """Codes ``(B, K, F)`` int32 of ``x (B, F, D)``; ``K = num_levels`` (None: 9)."""
         check_latents(x, self.dim, "CausalBridgeQuantizer.encode")
         n = check_num_levels(num_levels, self.num_codebooks, "CausalBridgeQuantizer.encode")
-        c = self.content.encode(x)
-        codes = [c]
-        if self.arrangement == "split":
-            if n >= 2:
-                codes.append(self.rest.encode(x, num_levels=n - 1))
-            return mx.concatenate(codes, axis=1)
-        if n >= 2:
-            q_c = self.content.decode(c)
-            p = self.prosody.encode(x - q_c)
-            codes.append(p)
-            if n >= 3:
-                residual = x - (q_c + self.prosody.decode(p))
-                codes.append(self.acoustic.encode(residual, num_levels=n - 2))
-        return mx.concatenate(codes, axis=1)
+        return self.encode_with(x, n, lambda g, z, k: g.encode(z, num_levels=k),
+                                lambda g, c: g.decode(c))
 
     def decode(self, codes: mx.array) -> mx.array:
         """``q_total (B, F, D)`` of codes ``(B, K', F)``, any prefix ``K' <= 9``."""
         codes = check_codes(codes, self.codebook_sizes, "CausalBridgeQuantizer.decode")
-        out = self.content.decode(codes[:, :1])
-        if codes.shape[1] == 1:
-            return out
-        if self.arrangement == "split":
-            return out + self.rest.decode(codes[:, 1:])
-        out = out + self.prosody.decode(codes[:, 1:2])
-        if codes.shape[1] > 2:
-            out = out + self.acoustic.decode(codes[:, 2:])
+        return self.decode_with(codes, lambda g, c: g.decode(c))
+
+    # The data flow of encode / decode, with the group operations passed in so that an
+    # inference cache of folded codebooks (mlx_speech.models.mimi9) runs the same flow.
+    def encode_with(self, x: mx.array, n: int, encode: GroupEncode,
+                    decode: GroupDecode) -> mx.array:
+        """Codes ``(B, n, F)`` of checked ``x`` via ``encode(group, z, k)`` / ``decode(group, c)``."""
+        c = encode(self.content, x, 1)
+        if n == 1:
+            return c
+        q_g = self._gate(decode(self.content, c))
+        rest_in = x - q_g
+        p = encode(self.prosody, rest_in, 1)
+        codes = [c, p]
+        if n >= 3:
+            if self.arrangement == "residual":
+                rest_in = x - (q_g + decode(self.prosody, p))
+            codes.append(encode(self.acoustic, rest_in, n - 2))
+        return mx.concatenate(codes, axis=1)
+
+    def decode_with(self, codes: mx.array, decode: GroupDecode) -> mx.array:
+        """``g q_c + q_p + q_a`` of checked codes ``(B, K', F)`` via ``decode(group, c)``."""
+        out = self._gate(decode(self.content, codes[:, :1]))
+        if codes.shape[1] >= 2:
+            out = out + decode(self.prosody, codes[:, 1:2])
+        if codes.shape[1] >= 3:
+            out = out + decode(self.acoustic, codes[:, 2:])
         return out
 
 
@@ -223,5 +239,5 @@ def build_bridge(spec: BridgeSpec) -> CausalBridgeQuantizer:
         prosody_size=spec.prosody_size, acoustic_sizes=spec.acoustic_sizes, vq_dim=spec.vq_dim,
         proj_bias=spec.proj_bias, qwen_dim=spec.qwen_dim, wavlm_dim=spec.wavlm_dim,
         commitment_weight=spec.commitment_weight, qwen_weight=spec.qwen_weight,
-        wavlm_weight=spec.wavlm_weight, quantizer_dropout=spec.quantizer_dropout, ema=spec.ema,
-        seed=spec.seed)
+        wavlm_weight=spec.wavlm_weight, quantizer_dropout=spec.quantizer_dropout,
+        content_gate_init=spec.content_gate_init, ema=spec.ema, seed=spec.seed)

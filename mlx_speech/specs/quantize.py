@@ -180,10 +180,12 @@ class BSQSpec(Spec):
 class BridgeSpec(Spec):
     """The 9-codebook causal bridge: content (1) + prosody (1) + acoustic (7) heads.
 
-    ``arrangement="residual"``: prosody quantizes ``x - stopgrad(q_c)`` and the acoustic RVQ
-    ``x - (q_c + q_p)``. ``arrangement="split"``: Mimi's layout, a 1-level ``content`` group and
-    an 8-level ``rest`` group (prosody = its first level) both fed ``x``, outputs summed.
-    ``vq_dim`` projects each group ``dim -> vq_dim -> dim`` (Mimi: 256, no bias).
+    Three groups ``content``, ``prosody``, ``acoustic``, each projecting
+    ``dim -> vq_dim -> dim`` (Mimi: 256, no bias), and a learnable gate ``g`` on ``q_c``
+    (``content_gate_init``; 0.0 after Mimi surgery). ``arrangement="residual"``: prosody
+    quantizes ``x - stopgrad(g q_c)`` and the acoustic RVQ ``x - (g q_c + q_p)``.
+    ``arrangement="split"`` (Mimi's layout): prosody and acoustic both quantize
+    ``x - stopgrad(g q_c)``. Both arrangements have the same parameter names.
     """
 
     dim: int = 512
@@ -199,6 +201,7 @@ class BridgeSpec(Spec):
     qwen_weight: float = 1.0
     wavlm_weight: float = 1.0
     quantizer_dropout: float = 0.0
+    content_gate_init: float = 1.0
     ema: EMACodebookSpec = dataclasses.field(default_factory=EMACodebookSpec)
     seed: int = 0
 
@@ -285,5 +288,6 @@ def bridge_9() -> BridgeSpec:
 
 @BridgeSpec.preset("bridge_9_split")
 def bridge_9_split() -> BridgeSpec:
-    """Mimi's split arrangement with Mimi's 512 -> 256 projections (checkpoint surgery target)."""
+    """Mimi's split arrangement, 512 -> 256 projections and Mimi's EMA codebook options (the
+    checkpoint surgery target; surgery also sets ``content_gate_init=0``)."""
     return BridgeSpec(arrangement="split", vq_dim=256, ema=ema_mimi())

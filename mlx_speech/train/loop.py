@@ -15,6 +15,8 @@ the same weights as N straight steps.
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +46,39 @@ class TrainingDiverged(TrainingStopped):
 
 class MemoryCeilingReached(TrainingStopped):
     """Memory stayed above the configured ceiling with no work left to shed."""
+
+
+class TrainingInterrupted(TrainingStopped):
+    """Ctrl-C (SIGINT): the step in flight finished, a checkpoint was written, then stopped."""
+
+
+class _InterruptGate:
+    """Turns the first SIGINT into a request to stop at the next step boundary.
+
+    A step is never cut in half (weights, optimiser and EMA stay consistent, so the checkpoint
+    written on the way out resumes exactly); a second Ctrl-C interrupts at once as usual. Only
+    installed in the main thread (Python delivers signals there), otherwise inert.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested:  # second Ctrl-C: give up waiting for the step
+            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _InterruptGate:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 @dataclasses.dataclass
@@ -269,7 +304,8 @@ class TrainLoop:
                             world=self.world, prefetch=d.prefetch, workers=d.workers,
                             start=self.position)
             try:
-                val = self._loop(loader)
+                with _InterruptGate() as gate:
+                    val = self._loop(loader, gate)
             finally:
                 loader.close()
                 self._progress.close()
@@ -280,8 +316,15 @@ class TrainLoop:
                 "resumed_from": None if resumed is None else str(resumed),
                 "checkpoint": str(self.ckpt.directory / f"ckpt_{self.step:08d}.safetensors")}
 
-    def _loop(self, loader: Loader) -> float | None:
+    def _interrupted(self, gate: _InterruptGate) -> bool:
+        """Whether any rank got Ctrl-C (ranks agree, so they stop at the same step)."""
+        if self.world > 1:
+            return self._sum_scalars([1.0 if gate.requested else 0.0])[0] > 0
+        return gate.requested
+
+    def _loop(self, loader: Loader, gate: _InterruptGate | None = None) -> float | None:
         spec, mon = self.spec, self.spec.monitor
+        gate = gate or _InterruptGate()
         val = None
         t0, n0, waited = time.perf_counter(), 0, 0.0
         while self.step < spec.steps:
@@ -316,6 +359,13 @@ class TrainLoop:
                 self._memory()
             if spec.val_every and self.step % spec.val_every == 0:
                 val = self.validate()
-            if self.step % spec.checkpoint.every == 0 or self.step == spec.steps:
+            saved = self.step % spec.checkpoint.every == 0 or self.step == spec.steps
+            if saved:
                 self.save()
+            if self.step < spec.steps and self._interrupted(gate):
+                path = None if saved else self.save()
+                where = self.ckpt.directory / f"ckpt_{self.step:08d}.safetensors"
+                raise TrainingInterrupted(
+                    f"interrupted at step {self.step}/{spec.steps}; checkpoint "
+                    f"{path or where} written; run the same command to resume")
         return val

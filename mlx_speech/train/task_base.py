@@ -127,3 +127,8 @@ register_task("mel_denoise", mlx="mlx_speech.train.tiny:MelDenoiseTask",
               torch="torch_ref.train.tiny:MelDenoiseTask")
 register_task("mel_denoise_gan", mlx="mlx_speech.train.tiny:MelDenoiseGANTask",
               torch="torch_ref.train.tiny:MelDenoiseGANTask")
+# The model tasks (their neutral halves live in mlx_speech.train.mimi9_data / hifigan_base).
+register_task("mimi9", mlx="mlx_speech.train.tasks_mimi9:Mimi9Task",
+              torch="torch_ref.train.tasks_mimi9:Mimi9Task")
+register_task("hifigan", mlx="mlx_speech.train.tasks_hifigan:HiFiGANTask",
+              torch="torch_ref.train.tasks_hifigan:HiFiGANTask")

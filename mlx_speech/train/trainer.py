@@ -10,6 +10,15 @@ enter gradients, EMA or checkpoints. Per step:
 2. data parallel: one ``all_sum`` of gradients + loss over ranks, divided by the world size;
 3. global-norm clipping, NaN/Inf check (a bad step changes nothing), AdamW per group, EMA.
 
+Buffers: model arrays outside ``trainable_parameters()`` (EMA codebook statistics, which the
+quantizers freeze themselves; anything a task freezes with ``Module.freeze``) get no optimiser
+and no gradient. A forward may replace them (an EMA codebook update); the trainer then adopts
+the new arrays after each micro-batch (the next micro-batch continues from them), averages
+them over ranks and keeps them only when the step is finite -- as torch_ref keeps its
+registered buffers. Forward-updated state cannot leave an ``mx.compile``d graph, so models
+with buffers train uncompiled (a notice says so). The discriminator pass of a GAN step
+discards buffer updates of the generator (only the generator pass's count).
+
 GAN tasks run a discriminator step (gradients w.r.t. ``discriminator.*`` only, its own
 optimiser) and then a generator step against the updated discriminator.
 Dropout draws from ``mx.random``, re-seeded every step from a checkpointed key chain that is
@@ -59,7 +68,13 @@ class Trainer(TrainLoop):
         self.model.train()
         self.params: dict[str, mx.array] = self.dp.broadcast(dict(tree_flatten(self.model.parameters())))
         self.dtype = mx.bfloat16 if spec.precision == "bf16" else mx.float32
-        names = list(self.params)
+        trainable = {n for n, _ in tree_flatten(self.model.trainable_parameters())}
+        self.buffers = frozenset(n for n in self.params if n not in trainable)
+        self.compiled = spec.compile and not self.buffers
+        if spec.compile and self.buffers:
+            self.say(f"training uncompiled: the model updates {len(self.buffers)} buffer(s) in its "
+                     f"forward (e.g. {sorted(self.buffers)[0]})")
+        names = [n for n in self.params if n not in self.buffers]
         self.optims: dict[str, AdamW] = {}
         if self.task.gan:
             gen = [n for n in names if not n.startswith(_DISC)]
@@ -78,9 +93,10 @@ class Trainer(TrainLoop):
 
     # -- helpers ---------------------------------------------------------------------------------
     def _cast(self, values: dict[str, mx.array]) -> dict[str, mx.array]:
+        """Weights in the compute dtype; buffers stay as they are (float32 statistics)."""
         if self.dtype == mx.float32:
             return values
-        return {k: v.astype(self.dtype) for k, v in values.items()}
+        return {k: v if k in self.buffers else v.astype(self.dtype) for k, v in values.items()}
 
     def _bind(self, values: dict[str, mx.array]) -> None:
         self.model.update(tree_unflatten(list(values.items())))
@@ -104,28 +120,35 @@ class Trainer(TrainLoop):
                 return fn(inputs)
 
             vg = mx.value_and_grad(f)
-            if self.spec.compile:
+            if self.compiled:
                 vg = mx.compile(vg, inputs=mx.random.state, outputs=mx.random.state)
             self._vg[key] = vg
         return self._vg[key]
 
     def _grads(self, kind: str, fn: Callable[[dict[str, mx.array]], tuple[mx.array, dict[str, mx.array]]],
                names: list[str], micro: list[dict[str, np.ndarray]]
-               ) -> tuple[mx.array, dict[str, mx.array], dict[str, mx.array]]:
-        """Mean loss, gradients (w.r.t. ``names``) and metrics over micro-batches and ranks."""
+               ) -> tuple[mx.array, dict[str, mx.array], dict[str, mx.array], dict[str, mx.array]]:
+        """Mean loss, gradients (w.r.t. ``names``) and metrics over micro-batches and ranks,
+        and the buffers the forward replaced (their newest values, averaged over ranks)."""
         train = {n: self.params[n] for n in names}
         fixed = {n: v for n, v in self.params.items() if n not in train}
+        updated: dict[str, mx.array] = {}
         vg = self._value_and_grad(kind, fn, names)
         grads: dict[str, mx.array] | None = None
         loss_sum = mx.array(0.0)
         metric_sum: dict[str, mx.array] = {}
         for inputs in micro:
             (loss, metrics), g = vg(train, fixed, {k: mx.array(v) for k, v in inputs.items()})
+            if self.buffers:
+                current = dict(tree_flatten(self.model.parameters()))
+                new = {n: current[n] for n in self.buffers if current[n] is not fixed[n]}
+                fixed.update(new)  # the next micro-batch continues from the updated state
+                updated.update(new)
             grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
             loss_sum = loss_sum + loss
             metric_sum = {k: metric_sum.get(k, 0.0) + v for k, v in metrics.items()}
             if len(micro) > 1:  # bound memory to one micro-batch's graph
-                mx.eval(grads, loss_sum, metric_sum)
+                mx.eval(grads, loss_sum, metric_sum, updated)
         n = len(micro)
         packed = dict(grads) if n == 1 else {k: v / n for k, v in grads.items()}
         packed["\0loss"] = loss_sum / n
@@ -133,7 +156,9 @@ class Trainer(TrainLoop):
         packed = self.dp.average(packed)
         loss = packed.pop("\0loss")
         metrics = {k[3:]: packed.pop(k) for k in list(packed) if k.startswith("\0m.")}
-        return loss, packed, metrics
+        if updated:
+            updated = self.dp.average(updated)
+        return loss, packed, metrics, updated
 
     # -- hooks -----------------------------------------------------------------------------------
     def _train_step(self, micro: list[dict[str, np.ndarray]], lr_scale: float, step: int) -> StepResult:
@@ -142,21 +167,23 @@ class Trainer(TrainLoop):
         metrics: dict[str, float] = {}
         finite = True
         if task.gan:
-            d_loss, d_grads, d_met = self._grads(
+            d_loss, d_grads, d_met, _ = self._grads(
                 "disc", lambda x: task.discriminator_loss(model.generator, model.discriminator, x),
                 self.optims["doptim"].names, micro)
             ok, _ = self._update("doptim", d_loss, d_grads, lr_scale)
             finite = finite and ok
             metrics.update({k: float(v.item()) for k, v in d_met.items()})
-            loss, grads, met = self._grads(
+            loss, grads, met, updated = self._grads(
                 "gen", lambda x: task.generator_loss(model.generator, model.discriminator, x),
                 self.optims["optim"].names, micro)
         else:
-            loss, grads, met = self._grads("loss", lambda x: task.loss(model, x),
+            loss, grads, met, updated = self._grads("loss", lambda x: task.loss(model, x),
                                            self.optims["optim"].names, micro)
         ok, norm = self._update("optim", loss, grads, lr_scale)
         finite = finite and ok
         metrics.update({k: float(v.item()) for k, v in met.items()})
+        if updated and finite:
+            self.params.update(updated)
         if self.ema is not None and finite:
             self.ema.update(self.params, step)
             mx.eval(self.ema.weights)

@@ -31,7 +31,8 @@ class MimiModel(nn.Module):
                  compress: int, pad_mode: str, num_layers: int, num_heads: int, ffn_dim: int,
                  context: int, layer_scale: float, max_period: float, norm_eps: float,
                  rvq_dim: int, codebook_size: int, num_semantic: int, total_codebooks: int,
-                 num_codebooks: int, codebook_epsilon: float) -> None:
+                 num_codebooks: int, codebook_epsilon: float,
+                 quantizer: nn.Module | None = None) -> None:
         super().__init__()
         spec = MimiSpec(
             sample_rate=sample_rate, channels=channels, frame_rate=frame_rate,
@@ -63,10 +64,13 @@ class MimiModel(nn.Module):
         self.downsample = Conv1d(in_channels=dimension, out_channels=dimension,
                                  kernel_size=2 * stride, stride=stride, bias=False,
                                  padding="causal", pad_mode="replicate")
-        self.quantizer = SplitResidualVQ(
-            dim=dimension, rvq_dim=rvq_dim, first_sizes=[codebook_size] * num_semantic,
-            rest_sizes=[codebook_size] * spec.num_acoustic, proj_bias=False,
-            ema=ema_mimi().replace(epsilon=codebook_epsilon))
+        # ``quantizer``: another quantizer on the same latents (Mimi9Model passes its bridge)
+        if quantizer is None:
+            quantizer = SplitResidualVQ(
+                dim=dimension, rvq_dim=rvq_dim, first_sizes=[codebook_size] * num_semantic,
+                rest_sizes=[codebook_size] * spec.num_acoustic, proj_bias=False,
+                ema=ema_mimi().replace(epsilon=codebook_epsilon))
+        self.quantizer = quantizer
         self.upsample = ConvTranspose1d(in_channels=dimension, out_channels=dimension,
                                         kernel_size=2 * stride, stride=stride,
                                         groups=dimension, bias=False, padding="causal")

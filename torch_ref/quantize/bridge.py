@@ -1,9 +1,11 @@
 """The 9-codebook causal bridge quantizer: content, prosody and acoustic heads
 (torch mirror of ``mlx_speech/quantize/bridge.py``; same names, arguments and semantics).
 
-``residual``: prosody quantizes ``x - stopgrad(q_c)``, acoustic ``x - (q_c + q_p)``.
-``split``: ``content`` and ``rest`` (prosody + acoustic) both quantize ``x``; summed.
-Distillation: ``MSE(proj_qwen(q_c), Qwen states repeated by durations)`` and
+Children ``content``, ``content_gate`` (learnable scalar ``g``), ``prosody``, ``acoustic``,
+``proj_qwen``, ``proj_wavlm`` in both arrangements. ``residual``: prosody quantizes
+``x - stopgrad(g q_c)``, acoustic ``x - (g q_c + q_p)``. ``split`` (Mimi's): prosody and acoustic
+both quantize ``x - stopgrad(g q_c)``. ``q_total = g q_c + q_p + q_a``.
+Distillation (ungated ``q_c``): ``MSE(proj_qwen(q_c), Qwen states repeated by durations)`` and
 ``MSE(proj_wavlm(q_c + q_p), WavLM features)``.
 """
 
@@ -67,7 +69,8 @@ class CausalBridgeQuantizer(nn.Module):
                  vq_dim: int | None = None, proj_bias: bool = False, qwen_dim: int = 1536,
                  wavlm_dim: int = 1024, commitment_weight: float = 1.0, qwen_weight: float = 1.0,
                  wavlm_weight: float = 1.0, quantizer_dropout: float = 0.0,
-                 ema: EMACodebookSpec | None = None, seed: int = 0) -> None:
+                 content_gate_init: float = 1.0, ema: EMACodebookSpec | None = None,
+                 seed: int = 0) -> None:
         super().__init__()
         if arrangement not in ("residual", "split"):
             raise ValueError(f"CausalBridgeQuantizer: arrangement must be 'residual' or 'split', "
@@ -85,11 +88,9 @@ class CausalBridgeQuantizer(nn.Module):
                               quantizer_dropout=dropout, ema=ema, seed=seed + seed_offset)
 
         self.content = group([content_size], 0)
-        if arrangement == "residual":
-            self.prosody = group([prosody_size], 100)
-            self.acoustic = group(acoustic, 200, quantizer_dropout)
-        else:
-            self.rest = group([prosody_size] + acoustic, 100, quantizer_dropout)
+        self.content_gate = nn.Parameter(torch.tensor([float(content_gate_init)]))
+        self.prosody = group([prosody_size], 100)
+        self.acoustic = group(acoustic, 200, quantizer_dropout)
         self.proj_qwen = nn.Linear(dim, qwen_dim)
         self.proj_wavlm = nn.Linear(dim, wavlm_dim)
 
@@ -104,14 +105,12 @@ class CausalBridgeQuantizer(nn.Module):
     def num_codebooks(self) -> int:
         return len(self._codebook_sizes)
 
-    def _groups(self) -> list[ResidualVQ]:
-        if self.arrangement == "residual":
-            return [self.content, self.prosody, self.acoustic]
-        return [self.content, self.rest]
-
     def reset_state(self) -> None:
-        for g in self._groups():
+        for g in (self.content, self.prosody, self.acoustic):
             g.reset_state()
+
+    def _gate(self, q_c: torch.Tensor) -> torch.Tensor:
+        return self.content_gate.to(q_c.dtype) * q_c
 
     def forward(self, x: torch.Tensor, *, qwen_hidden: torch.Tensor | None = None,
                 durations: torch.Tensor | None = None, wavlm_features: torch.Tensor | None = None,
@@ -121,17 +120,15 @@ class CausalBridgeQuantizer(nn.Module):
         n = check_num_levels(num_levels, self.num_codebooks, "CausalBridgeQuantizer")
         outs = [self.content(x)]
         q_c = outs[0].quantized
+        q_total = self._gate(q_c)
         q_p = None
-        if self.arrangement == "residual":
-            if n >= 2:
-                outs.append(self.prosody(x - q_c.detach()))
-                q_p = outs[1].quantized
+        if n >= 2:
+            rest_in = x - q_total.detach()
+            outs.append(self.prosody(rest_in))
+            q_p = outs[1].quantized
             if n >= 3:
-                outs.append(self.acoustic(x - (q_c + q_p), num_levels=n - 2))
-        elif n >= 2:
-            outs.append(self.rest(x, num_levels=n - 1))
-            q_p = self.rest.project_out(outs[1].levels[0])
-        q_total = outs[0].quantized
+                acoustic_in = rest_in if self.arrangement == "split" else x - (q_total + q_p)
+                outs.append(self.acoustic(acoustic_in, num_levels=n - 2))
         for o in outs[1:]:
             q_total = q_total + o.quantized
         level_losses = torch.cat([o.level_losses for o in outs])
@@ -158,30 +155,25 @@ class CausalBridgeQuantizer(nn.Module):
         check_latents(x, self.dim, "CausalBridgeQuantizer.encode")
         n = check_num_levels(num_levels, self.num_codebooks, "CausalBridgeQuantizer.encode")
         c = self.content.encode(x)
-        codes = [c]
-        if self.arrangement == "split":
-            if n >= 2:
-                codes.append(self.rest.encode(x, num_levels=n - 1))
-            return torch.cat(codes, dim=1)
-        if n >= 2:
-            q_c = self.content.decode(c)
-            p = self.prosody.encode(x - q_c)
-            codes.append(p)
-            if n >= 3:
-                residual = x - (q_c + self.prosody.decode(p))
-                codes.append(self.acoustic.encode(residual, num_levels=n - 2))
+        if n == 1:
+            return c
+        q_g = self._gate(self.content.decode(c))
+        rest_in = x - q_g
+        p = self.prosody.encode(rest_in)
+        codes = [c, p]
+        if n >= 3:
+            if self.arrangement == "residual":
+                rest_in = x - (q_g + self.prosody.decode(p))
+            codes.append(self.acoustic.encode(rest_in, num_levels=n - 2))
         return torch.cat(codes, dim=1)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """``q_total (B, F, D)`` of codes ``(B, K', F)``, any prefix ``K' <= 9``."""
         codes = check_codes(codes, self.codebook_sizes, "CausalBridgeQuantizer.decode")
-        out = self.content.decode(codes[:, :1])
-        if codes.shape[1] == 1:
-            return out
-        if self.arrangement == "split":
-            return out + self.rest.decode(codes[:, 1:])
-        out = out + self.prosody.decode(codes[:, 1:2])
-        if codes.shape[1] > 2:
+        out = self._gate(self.content.decode(codes[:, :1]))
+        if codes.shape[1] >= 2:
+            out = out + self.prosody.decode(codes[:, 1:2])
+        if codes.shape[1] >= 3:
             out = out + self.acoustic.decode(codes[:, 2:])
         return out
 
@@ -192,5 +184,5 @@ def build_bridge(spec: BridgeSpec) -> CausalBridgeQuantizer:
         prosody_size=spec.prosody_size, acoustic_sizes=spec.acoustic_sizes, vq_dim=spec.vq_dim,
         proj_bias=spec.proj_bias, qwen_dim=spec.qwen_dim, wavlm_dim=spec.wavlm_dim,
         commitment_weight=spec.commitment_weight, qwen_weight=spec.qwen_weight,
-        wavlm_weight=spec.wavlm_weight, quantizer_dropout=spec.quantizer_dropout, ema=spec.ema,
-        seed=spec.seed)
+        wavlm_weight=spec.wavlm_weight, quantizer_dropout=spec.quantizer_dropout,
+        content_gate_init=spec.content_gate_init, ema=spec.ema, seed=spec.seed)

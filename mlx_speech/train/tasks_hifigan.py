@@ -1,0 +1,85 @@
+"""``hifigan`` task (MLX): HiFi-GAN generator + MPD/MSD discriminator, least-squares GAN.
+
+Mirrored in ``torch_ref.train.tasks_hifigan``. The module has ``generator``
+(:class:`~mlx_speech.models.hifigan.HiFiGANGenerator`) and ``discriminator``
+(:class:`~mlx_speech.train.discriminators.HiFiGANDiscriminator`) children, so a trainer
+checkpoint's ``model.generator.*`` arrays are a generator checkpoint (see
+``convert.hifigan_train.export_generator``).
+
+Per step, with ``x`` the cropped waveform and ``m`` its log-mel (the input front end, centred
+frames, the last frame dropped so the generator returns exactly ``segment_size`` samples):
+
+* discriminator: ``LSGAN_D(D(x), D(G(m)))`` with ``G(m)`` a constant;
+* generator: ``adv_weight * LSGAN_G(D(G(m))) + fm_weight * FM(D(x), D(G(m)))
+  + mel_weight * L1(logmel(G(m)), logmel(x))`` (paper: 1, 2, 45);
+* validation: the mel L1 alone.
+
+Real and generated audio go through the discriminator in one call (one forward for DDP).
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from mlx_speech.audio.spectral import log_mel
+from mlx_speech.models.hifigan import HiFiGANGenerator
+from mlx_speech.train.discriminators import HiFiGANDiscriminator
+from mlx_speech.train.hifigan_base import HiFiGANTaskBase
+from mlx_speech.train.losses import (feature_matching_loss, lsgan_discriminator_loss, lsgan_generator_loss,
+                                     mel_l1_loss)
+
+
+class HiFiGAN(nn.Module):
+    def __init__(self, *, generator: HiFiGANGenerator, discriminator: HiFiGANDiscriminator) -> None:
+        super().__init__()
+        self.generator = generator
+        self.discriminator = discriminator
+
+
+def _halves(x: mx.array) -> tuple[mx.array, mx.array]:
+    n = x.shape[0] // 2
+    return x[:n], x[n:]
+
+
+class HiFiGANTask(HiFiGANTaskBase):
+    def build(self) -> nn.Module:
+        s = self.spec
+        return HiFiGAN(generator=HiFiGANGenerator.from_spec(s.generator_spec()),
+                       discriminator=HiFiGANDiscriminator.from_spec(s.discriminator))
+
+    def features(self, inputs: dict[str, mx.array]) -> tuple[mx.array, mx.array]:
+        """``(waveform (B, segment), generator input mel (B, segment / hop, n_mels))``."""
+        wav = inputs["wav"]
+        m = self.spec.mel_spec()
+        mel = log_mel(wav, **m.mel_kwargs(), floor=m.log_floor)[:, :-1]
+        return wav, mx.stop_gradient(mel)
+
+    def discriminator_loss(self, generator: nn.Module, discriminator: nn.Module,
+                           inputs: dict[str, mx.array]) -> tuple[mx.array, dict[str, mx.array]]:
+        wav, mel = self.features(inputs)
+        fake = mx.stop_gradient(generator(mel))
+        scores, _ = discriminator(mx.concatenate([wav, fake.astype(wav.dtype)], axis=0))
+        pairs = [_halves(s) for s in scores]
+        loss, _ = lsgan_discriminator_loss([r for r, _ in pairs], [f for _, f in pairs])
+        return loss, {"d_loss": loss}
+
+    def generator_loss(self, generator: nn.Module, discriminator: nn.Module,
+                       inputs: dict[str, mx.array]) -> tuple[mx.array, dict[str, mx.array]]:
+        s = self.spec
+        wav, mel = self.features(inputs)
+        pred = generator(mel).astype(mx.float32)
+        mel_l1 = mel_l1_loss(pred, wav, mel=s.loss_mel())
+        scores, feats = discriminator(mx.concatenate([wav, pred], axis=0))
+        adv, _ = lsgan_generator_loss([_halves(x)[1] for x in scores])
+        split = [[_halves(f) for f in layers] for layers in feats]
+        fm = feature_matching_loss([[r for r, _ in layers] for layers in split],
+                                   [[f for _, f in layers] for layers in split])
+        loss = s.adv_weight * adv + s.fm_weight * fm + s.mel_weight * mel_l1
+        return loss, {"mel_l1": mel_l1, "adv": adv, "fm": fm}
+
+    def loss(self, model: nn.Module, inputs: dict[str, mx.array]) -> tuple[mx.array, dict[str, mx.array]]:
+        """Validation: the generator's mel L1."""
+        wav, mel = self.features(inputs)
+        l1 = mel_l1_loss(model.generator(mel).astype(mx.float32), wav, mel=self.spec.loss_mel())
+        return l1, {"mel_l1": l1}

@@ -1,0 +1,124 @@
+"""The ``mimi9`` task (MLX): distil Qwen and WavLM into a 9-codebook Mimi.
+
+Inputs come from :class:`~mlx_speech.train.mimi9_data.Mimi9Base` (frame-aligned crops and
+cached teacher targets). The loss, a mean over rows (all rows have the same frames)::
+
+    mel * multi_scale_mel(audio, wav) + commitment * bridge commitment
+      + qwen * MSE(proj_qwen(q_c), Qwen) + wavlm * MSE(proj_wavlm(q_c + q_p), WavLM)
+
+Codebooks: the EMA statistics (``embedding_sum``, ``cluster_usage``, ``initialized``) are
+buffers (outside ``trainable_parameters()``): the trainer gives them no optimiser and adopts
+the values the forward's EMA update writes (``mlx_speech.train.trainer``; torch_ref keeps its
+registered buffers), so they learn as in Mimi's own training. ``model.ema_heads`` (default
+heads 0 and 1) picks the codebooks that learn; ``build`` fixes the others (decay 1, no
+smoothing, no dead-code restarts: an exact no-op), so the transplanted acoustic codebooks stay
+as Mimi left them. The quantizers stay in training mode (straight-through estimator), so the
+distillation gradients reach each head's input projection (and the encoder when it trains).
+Codebooks that are still empty (surgery leaves head 0's) are k-means-initialised first, on
+the latents of ``model.init_manifest`` (:func:`init_codebooks`). Training-mode quantizers
+read their ``initialized`` flags with ``.item()``, which means the recipe needs
+``compile: false``. Metrics: the four terms plus the batch usage of every
+head (``usage_h0`` ... ``usage_h8``: the fraction of its codes used in this batch).
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from mlx_speech.errors import CheckpointError
+from mlx_speech.quantize.codebook import EMACodebook
+from mlx_speech.train.losses import multi_scale_mel_loss
+from mlx_speech.train.mimi9_data import Mimi9Base, weights_file
+
+
+def head_codebooks(model: nn.Module) -> list[EMACodebook]:
+    """The codebook of each head 0..8 (content, prosody, then the acoustic levels)."""
+    q = model.quantizer
+    return [lv.codebook for g in (q.content, q.prosody, q.acoustic) for lv in g.levels]
+
+
+def fix_codebooks(model: nn.Module, *, ready_only: bool = False, keep_heads: tuple[int, ...] = (),
+                  decay: float | None = None) -> int:
+    """Make the EMA update of every codebook (``ready_only``: every initialised one) an
+    identity, except those of ``keep_heads``, which keep learning (with ``decay`` when given);
+    returns how many were fixed."""
+    heads = head_codebooks(model)
+    keep = {id(heads[h]) for h in keep_heads}
+    n = 0
+    for m in model.modules():
+        if not isinstance(m, EMACodebook) or (ready_only and not m.is_initialized()):
+            continue
+        if id(m) in keep:
+            if decay is not None:
+                m.decay = float(decay)
+            continue
+        m.decay, m.laplace_smoothing, m.threshold_usage_ratio = 1.0, False, 0.0
+        n += 1
+    return n
+
+
+def init_codebooks(model: nn.Module, task: Mimi9Base, *, chunk: int = 8) -> list[str]:
+    """k-means-initialise the empty codebooks on ``task.init_audio`` (one training-mode pass of
+    the quantizer over the batch's latents; initialised codebooks are fixed first, so they do
+    not move). Returns the names of the codebooks initialised."""
+    pending = [n for n, m in model.named_modules() if isinstance(m, EMACodebook) and not m.is_initialized()]
+    if not pending:
+        return []
+    wav = task.init_audio(pending)
+    fix_codebooks(model, ready_only=True)
+    model.train()
+    lat = mx.concatenate([model.encode_latents(mx.array(wav[i:i + chunk]))
+                          for i in range(0, len(wav), chunk)])
+    model.quantizer(mx.stop_gradient(lat))
+    mx.eval(model.parameters())
+    return pending
+
+
+def load_model(task: Mimi9Base) -> nn.Module:
+    """The MLX Mimi9 of ``task.spec``: its surgered checkpoint or a seeded random init."""
+    s = task.spec
+    if s.weights is not None:
+        from convert.checkpoint import load_mlx_model  # noqa: PLC0415
+
+        path = weights_file(s.weights)
+        model, spec = load_mlx_model(path)
+        if type(model).__name__ != "Mimi9Model":
+            raise CheckpointError(f"{path}: not a mimi9 checkpoint")
+        return model
+    from mlx_speech.models.mimi9 import build_mimi9  # noqa: PLC0415
+
+    mx.random.seed(s.seed)
+    model = build_mimi9(task.arch)
+    mx.eval(model.parameters())
+    return model
+
+
+class Mimi9Task(Mimi9Base):
+    """Reconstruction + commitment + Qwen / WavLM distillation (module docstring)."""
+
+    def build(self) -> nn.Module:
+        model = load_model(self)
+        init_codebooks(model, self)
+        fix_codebooks(model, keep_heads=tuple(self.spec.ema_heads), decay=self.spec.ema_decay)
+        return model
+
+    def terms(self, model: nn.Module, inputs: dict[str, mx.array]) -> tuple[dict[str, mx.array], mx.array]:
+        """The unweighted loss terms and the per-head batch usage ``(9,)``."""
+        wav = inputs["wav"]
+        out = model(wav, qwen_hidden=inputs["qwen"], durations=inputs["qwen_durations"],
+                    wavlm_features=inputs["wavlm"])
+        mel = multi_scale_mel_loss(out.audio, wav, sample_rate=self.grid.sample_rate,
+                                   scales=[tuple(s) for s in self.spec.mel_scales])
+        losses = out.bridge.losses
+        return ({"mel": mel, "commitment": losses["commitment"], "qwen": losses["qwen"],
+                 "wavlm": losses["wavlm"]}, out.bridge.metrics["usage"])
+
+    def loss(self, model: nn.Module, inputs: dict[str, mx.array]) -> tuple[mx.array, dict[str, mx.array]]:
+        terms, usage = self.terms(model, inputs)
+        w = self.spec.loss
+        total = (w.mel * terms["mel"] + w.commitment * terms["commitment"] + w.qwen * terms["qwen"]
+                 + w.wavlm * terms["wavlm"])
+        metrics = {k: mx.stop_gradient(v) for k, v in terms.items()}
+        metrics.update({f"usage_h{k}": mx.stop_gradient(usage[k]) for k in range(usage.shape[0])})
+        return total, metrics

@@ -1,0 +1,108 @@
+"""The ``mimi9`` task (torch mirror of ``mlx_speech/train/tasks_mimi9.py``).
+
+Same inputs (the shared neutral ``prepare`` and teacher cache), loss terms, weights and
+metrics; empty codebooks are k-means-initialised, the codebooks of ``ema_heads`` learn by
+their EMA update (registered buffers) and the others are kept fixed the same way (EMA decay 1,
+no smoothing, no restarts).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mlx_speech.errors import CheckpointError
+from mlx_speech.train.mimi9_data import Mimi9Base, weights_file
+from torch_ref.quantize.codebook import EMACodebook
+from torch_ref.train.losses import multi_scale_mel_loss
+
+
+def head_codebooks(model: nn.Module) -> list[EMACodebook]:
+    """The codebook of each head 0..8 (content, prosody, then the acoustic levels)."""
+    q = model.quantizer
+    return [lv.codebook for g in (q.content, q.prosody, q.acoustic) for lv in g.levels]
+
+
+def fix_codebooks(model: nn.Module, *, ready_only: bool = False, keep_heads: tuple[int, ...] = (),
+                  decay: float | None = None) -> int:
+    """Make the EMA update of every codebook (``ready_only``: every initialised one) an
+    identity, except those of ``keep_heads``, which keep learning (with ``decay`` when given);
+    returns how many were fixed."""
+    heads = head_codebooks(model)
+    keep = {id(heads[h]) for h in keep_heads}
+    n = 0
+    for m in model.modules():
+        if not isinstance(m, EMACodebook) or (ready_only and not m.is_initialized()):
+            continue
+        if id(m) in keep:
+            if decay is not None:
+                m.decay = float(decay)
+            continue
+        m.decay, m.laplace_smoothing, m.threshold_usage_ratio = 1.0, False, 0.0
+        n += 1
+    return n
+
+
+def init_codebooks(model: nn.Module, task: Mimi9Base, *, chunk: int = 8) -> list[str]:
+    """k-means-initialise the empty codebooks on ``task.init_audio`` (see the MLX twin)."""
+    from torch_ref.models.mimi9 import _encode_latents  # noqa: PLC0415
+
+    pending = [n for n, m in model.named_modules() if isinstance(m, EMACodebook) and not m.is_initialized()]
+    if not pending:
+        return []
+    wav = torch.from_numpy(task.init_audio(pending))
+    fix_codebooks(model, ready_only=True)
+    model.train()
+    with torch.no_grad():
+        lat = torch.cat([_encode_latents(model, wav[i:i + chunk]) for i in range(0, len(wav), chunk)])
+        model.quantizer(lat)
+    return pending
+
+
+def load_model(task: Mimi9Base) -> nn.Module:
+    """The torch_ref Mimi9 of ``task.spec``: its surgered checkpoint or a seeded random init
+    (torch's own draws: copy MLX weights in for parity)."""
+    s = task.spec
+    if s.weights is not None:
+        from convert.checkpoint import load_torch_model  # noqa: PLC0415
+
+        path = weights_file(s.weights)
+        model, _ = load_torch_model(path)
+        if type(model).__name__ != "Mimi9Model":
+            raise CheckpointError(f"{path}: not a mimi9 checkpoint")
+        return model
+    from torch_ref.models.mimi9 import build_mimi9  # noqa: PLC0415
+
+    torch.manual_seed(s.seed)
+    return build_mimi9(task.arch)
+
+
+class Mimi9Task(Mimi9Base):
+    """Reconstruction + commitment + Qwen / WavLM distillation (see the MLX twin)."""
+
+    def build(self) -> nn.Module:
+        model = load_model(self)
+        init_codebooks(model, self)
+        fix_codebooks(model, keep_heads=tuple(self.spec.ema_heads), decay=self.spec.ema_decay)
+        return model
+
+    def terms(self, model: nn.Module,
+              inputs: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        wav = inputs["wav"]
+        out = model(wav, qwen_hidden=inputs["qwen"], durations=inputs["qwen_durations"].long(),
+                    wavlm_features=inputs["wavlm"])
+        mel = multi_scale_mel_loss(out.audio.float(), wav, sample_rate=self.grid.sample_rate,
+                                   scales=[tuple(s) for s in self.spec.mel_scales])
+        losses = out.bridge.losses
+        return ({"mel": mel, "commitment": losses["commitment"], "qwen": losses["qwen"],
+                 "wavlm": losses["wavlm"]}, out.bridge.metrics["usage"])
+
+    def loss(self, model: nn.Module,
+             inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        terms, usage = self.terms(model, inputs)
+        w = self.spec.loss
+        total = (w.mel * terms["mel"] + w.commitment * terms["commitment"] + w.qwen * terms["qwen"]
+                 + w.wavlm * terms["wavlm"])
+        metrics = {k: v.detach() for k, v in terms.items()}
+        metrics.update({f"usage_h{k}": usage[k].detach() for k in range(usage.shape[0])})
+        return total, metrics
