@@ -28,6 +28,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _STATE: dict[str, str | None] = {"backend": None, "detail": None, "library": None}
@@ -169,3 +171,20 @@ def status() -> dict[str, str | None]:
                          if "/libblas" in ln or "openblas" in ln})
         info["loaded"] = ", ".join(loaded) or None
     return info
+
+
+@contextmanager
+def blas_threads(n: int | None) -> Iterator[None]:
+    """Run the block with MLX's private OpenBLAS on ``n`` threads, then restore the previous
+    count; a no-op where that library is not in use (macOS, ``MLX_SPEECH_BLAS=reference``) or
+    for ``n=None``. The count is process-wide: other threads using MLX meanwhile see it too."""
+    lib = _HANDLE
+    if n is None or lib is None or not hasattr(lib, "openblas_set_num_threads"):
+        yield
+        return
+    before = int(lib.openblas_get_num_threads())
+    lib.openblas_set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        lib.openblas_set_num_threads(before)

@@ -22,6 +22,7 @@ import numpy as np
 
 import mlx.core as mx
 
+from mlx_speech._blas import blas_threads
 from mlx_speech.errors import CheckpointError, UserError
 from mlx_speech.specs.audio import MelSpec
 from mlx_speech.text import LANGUAGES, TextFrontend
@@ -31,6 +32,17 @@ DEFAULT_VOICE = "en_slt"
 VOCODERS = ("griffin-lim", "hifigan")
 SPEED_RANGE = (0.25, 4.0)
 _PAUSE_S = 0.15
+# Griffin-Lim defaults of the synthesis path. On the 25 held-out sentences, mean spectral
+# convergence against the NNLS magnitude / pocketsphinx WER (teacher 0.124; +-0.02 is noise
+# on 193 words): PGHI start phases, 12 iterations 0.162 / 0.145, 8: 0.169 / 0.171; zero phase,
+# 32 iterations (the old default) 0.156 / 0.145, 8: 0.230 / 0.150. bench/tts.py: speed.
+GL_ITERS = 12
+GL_INIT = "pghi"
+# Threads of MLX's OpenBLAS while synthesizing. The matmuls here are small ((600, 128) x
+# (128, 128)-sized); on the shared 2-core machine (load ~9) the bundled voice's acoustic model
+# on 7 s of speech took median 989 ms wall / 336 ms CPU with 2 threads and 162 ms / 52 ms with 1
+# (interleaved in one process): idle threads spin waiting for a descheduled sibling.
+SYNTH_BLAS_THREADS = 1
 
 
 class SynthError(UserError, ValueError):
@@ -57,7 +69,8 @@ class Synthesizer:
     """Load a voice once, synthesize many texts. ``vocoder``: "griffin-lim" or "hifigan"."""
 
     def __init__(self, voice: str | os.PathLike | None = None, *, vocoder: str = "griffin-lim",
-                 hifigan_path: str | os.PathLike | None = None, gl_iters: int = 32) -> None:
+                 hifigan_path: str | os.PathLike | None = None, gl_iters: int = GL_ITERS,
+                 gl_init: str = GL_INIT) -> None:
         from convert.checkpoint import load_mlx_model  # noqa: PLC0415
 
         self.voice_dir = resolve_voice(voice)
@@ -75,7 +88,11 @@ class Synthesizer:
         if vocoder not in VOCODERS:
             raise SynthError(f"unknown vocoder {vocoder!r}; choose from {', '.join(VOCODERS)}")
         self.vocoder_name = vocoder
-        self.gl_iters = gl_iters
+        from mlx_speech.audio.griffinlim import GL_INITS  # noqa: PLC0415
+
+        if gl_init not in GL_INITS:
+            raise SynthError(f"unknown Griffin-Lim init {gl_init!r}; choose from {', '.join(GL_INITS)}")
+        self.gl_iters, self.gl_init = gl_iters, gl_init
         self._hifigan = self._load_hifigan(hifigan_path) if vocoder == "hifigan" else None
 
     def _load_hifigan(self, path: str | os.PathLike | None) -> Any:
@@ -111,25 +128,29 @@ class Synthesizer:
     # --- pieces -------------------------------------------------------------------------------
     def mel_for(self, ids: list[int], *, speed: float = 1.0, pitch_shift: float = 0.0,
                 speaker: int = 0) -> mx.array:
-        """Phone ids of one sentence -> log-mel ``(1, T, n_mels)``."""
+        """Phone ids of one sentence -> log-mel ``(1, T, n_mels)`` (evaluated)."""
         lang = mx.array([LANGUAGES.index(self.language)], dtype=mx.int32)
-        mel, _ = self.acoustic.synthesize(mx.array([ids], dtype=mx.int32), speaker=mx.array([speaker], dtype=mx.int32),
-                                          language=lang, speed=speed, pitch_shift=pitch_shift)
+        with blas_threads(SYNTH_BLAS_THREADS):
+            mel, _ = self.acoustic.synthesize(mx.array([ids], dtype=mx.int32),
+                                              speaker=mx.array([speaker], dtype=mx.int32),
+                                              language=lang, speed=speed, pitch_shift=pitch_shift)
+            mx.eval(mel)
         return mel
 
     def vocode(self, mel: mx.array) -> np.ndarray:
         """Log-mel ``(1, T, n_mels)`` -> waveform ``(T * hop,)`` float32."""
         if mel.shape[1] == 0:
             return np.zeros(0, np.float32)
-        if self._hifigan is not None:
-            wav = self._hifigan(mel)[0]
-        else:
-            from mlx_speech.audio.griffinlim import mel_to_audio  # noqa: PLC0415
+        with blas_threads(SYNTH_BLAS_THREADS):
+            if self._hifigan is not None:
+                wav = self._hifigan(mel)[0]
+            else:
+                from mlx_speech.audio.griffinlim import mel_to_audio  # noqa: PLC0415
 
-            k = self.mel.mel_kwargs()
-            k.pop("center")
-            wav = mel_to_audio(mel, log_input=True, n_iter=self.gl_iters, **k)[0]
-        return np.array(wav, dtype=np.float32)
+                k = self.mel.mel_kwargs()
+                k.pop("center")
+                wav = mel_to_audio(mel, log_input=True, n_iter=self.gl_iters, init=self.gl_init, **k)[0]
+            return np.array(wav, dtype=np.float32)
 
     def synthesize(self, text: str, *, speed: float = 1.0, pitch_shift: float = 0.0, speaker: int = 0,
                    progress: Callable[[int], None] | None = None) -> np.ndarray:
