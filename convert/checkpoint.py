@@ -180,7 +180,7 @@ def load_torch_model(path: str | Path) -> tuple[Any, Any]:
     entry = get_model(meta["model"])
     spec = entry.build_spec(json.loads(meta["spec"]))
     module = entry.build_torch(spec)
-    kinds = kinds_for(meta["model"], spec.to_dict())
+    kinds = param_kinds(module)  # torch_ref declares the same kinds: no MLX needed
     torch_arrays = convert_arrays(arrays, kinds, source=meta["format"], target="torch")
     own = module.state_dict()
     _check_shapes(path, torch_arrays, {k: tuple(v.shape) for k, v in own.items()})

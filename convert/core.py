@@ -1,7 +1,8 @@
 """MLX module <-> torch_ref state dict, names unchanged, layouts by declared kind.
 
-``param_kinds(module)`` walks an MLX module tree and returns ``{flat.name: kind}`` from each
-owning module's ``PARAM_KINDS``. Everything else here is a thin, asserted use of it.
+``param_kinds(module)`` walks an MLX module tree (or its torch_ref twin, whose layers declare
+the same ``PARAM_KINDS``, so the torch side converts without MLX installed) and returns
+``{flat.name: kind}`` from each owning module's ``PARAM_KINDS``. Everything else here is a thin, asserted use of it.
 Imports mlx lazily (only the functions that receive an MLX module need it).
 """
 
@@ -29,9 +30,13 @@ def flatten_tree(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def param_kinds(module: Any) -> dict[str, str]:
-    """``{name: kind}`` for every parameter of an MLX module (trainable and frozen)."""
+    """``{name: kind}`` for every parameter of an MLX module (trainable and frozen), or for
+    every state-dict entry of a torch_ref module (parameters and buffers)."""
     kinds: dict[str, str] = {}
-    names = flatten_tree(module.parameters())
+    if hasattr(module, "state_dict") and hasattr(module, "named_buffers"):  # torch
+        names = list(module.state_dict())
+    else:
+        names = flatten_tree(module.parameters())
     owners = dict(module.named_modules())
     for name in names:
         owner_path, _, leaf = name.rpartition(".")

@@ -103,3 +103,50 @@ def test_same_source_and_destination_refused(tmp_path):
     res = CliRunner().invoke(cli, ["convert", "to-torch", str(src), str(src)])
     assert res.exit_code == 2 and "same file" in res.output
     assert src.read_bytes() == before
+
+
+KIND_CASES = [
+    ("mimi", "mimi_tiny"), ("mimi9", "mimi9_tiny"), ("hifigan", None), ("fastspeech2", None),
+    ("transformer", None), ("bridge_quantizer", None),
+]
+
+
+@pytest.mark.parametrize("name,preset", KIND_CASES, ids=[c[0] for c in KIND_CASES])
+def test_torch_tree_declares_the_same_kinds(name, preset):
+    """torch_ref layers declare the MLX twins' PARAM_KINDS, so the torch side converts alone."""
+    from convert.core import param_kinds
+
+    entry = get_model(name)
+    spec_cls = type(entry.build_spec({}))
+    spec = spec_cls.from_preset(preset) if preset else entry.build_spec({})
+    m_kinds = param_kinds(entry.build_mlx(spec))
+    t_kinds = param_kinds(entry.build_torch(spec))
+    assert set(m_kinds) <= set(t_kinds), sorted(set(m_kinds) - set(t_kinds))[:5]
+    assert {k: t_kinds[k] for k in m_kinds} == m_kinds
+    assert any(k != "plain" for k in m_kinds.values()) or name in ("transformer", "bridge_quantizer")
+
+
+def test_torch_side_loads_either_layout_without_mlx(tmp_path):
+    import subprocess
+    import sys
+
+    entry, spec, m = _model("mimi", {"frame_rate": 500.0, "dimension": 32, "n_filters": 8,
+                                     "ratios": [4, 3, 2], "num_layers": 1, "num_heads": 2,
+                                     "ffn_dim": 64, "context": 6, "rvq_dim": 16,
+                                     "codebook_size": 64, "total_codebooks": 4,
+                                     "num_codebooks": 4})
+    save_mlx_model(tmp_path / "m.safetensors", m, model="mimi", spec=spec)
+    res = CliRunner().invoke(cli, ["convert", "to-torch", str(tmp_path / "m.safetensors"),
+                                   str(tmp_path / "t.safetensors")])
+    assert res.exit_code == 0, res.output
+    code = (
+        "import sys\n"
+        "from convert.checkpoint import load_torch_model\n"
+        f"a, _ = load_torch_model({str(tmp_path / 'm.safetensors')!r})\n"
+        f"b, _ = load_torch_model({str(tmp_path / 't.safetensors')!r})\n"
+        "sa, sb = a.state_dict(), b.state_dict()\n"
+        "assert sa.keys() == sb.keys() and all(bool((sa[k] == sb[k]).all()) for k in sa)\n"
+        "assert not any(n == 'mlx' or n.startswith('mlx.') for n in sys.modules), 'mlx imported'\n"
+        "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -63,7 +63,12 @@ def load_eval_model(weights: str | Path) -> Any:
         task = Mimi9TrainSpec._build(recipe.get("model", {}), strict=True, where=f"{path} model")
         model = build_mimi9(model_spec(task))
         weights_ = strip_prefix(arrays, "model")
-        model.load_weights([(k, mx.array(v)) for k, v in weights_.items()], strict=True)
+        if task.loss.gan:  # a GAN run saves {generator, discriminator}: keep the codec
+            weights_ = strip_prefix(weights_, "generator")
+        try:
+            model.load_weights([(k, mx.array(v)) for k, v in weights_.items()], strict=True)
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: weights do not fit the recipe's model ({exc})") from None
     model.eval()
     return model
 

@@ -15,7 +15,10 @@ frozen teachers:
 * losses (``loss``): multi-scale log-mel L1 of the reconstruction (``mel_scales``: ``[n_fft,
   hop, n_mels]`` at the model's sample rate), the bridge's commitment loss, Qwen distillation
   (``proj_qwen(q_c)`` vs Qwen hidden states per 12.5 Hz frame) and WavLM distillation
-  (``proj_wavlm(q_c + q_p)`` vs WavLM features per frame), weighted and summed;
+  (``proj_wavlm(q_c + q_p)`` vs WavLM features per frame), weighted and summed; optional
+  GAN terms (``adversarial``, ``feature_matching``: default 0, off) against a HiFi-GAN
+  MPD + MSD ``discriminator`` (a ``HiFiGANDiscriminatorSpec`` mapping, default the paper's):
+  with ``adversarial > 0`` the task is a GAN task (below);
 * ``crop_seconds``: training crops, cut at frame boundaries (a whole number of frames);
 * ``init_manifest``: utterances whose latents k-means-initialise codebooks that are still
   empty when training starts (surgery leaves head 0's empty): the first ``init_utterances``
@@ -26,6 +29,15 @@ frozen teachers:
   The other heads' codebooks stay fixed (decay 1, no smoothing, no dead-code restarts), as
   the transplanted acoustic codebooks should move slowly if at all; list them to let them
   learn too.
+
+GAN variant (``loss.adversarial > 0``): the trainer's module is a wrapper with children
+``generator`` (the Mimi9 model) and ``discriminator``, so parameter names (and the recipe's
+``optimizer.groups`` patterns) gain a ``generator.`` prefix; the discriminator is trained by
+its own optimiser, ``optimizer`` with the recipe's ``disc_optimizer`` overrides (groups are
+not inherited). Discriminator loss: least-squares GAN on the real crop vs the reconstruction
+(a constant); generator loss: the distillation total above ``+ adversarial * LSGAN_G +
+feature_matching * FM`` (L1 between the discriminator's feature maps of real and
+reconstructed audio). ``feature_matching > 0`` needs ``adversarial > 0``.
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ import dataclasses
 from typing import Any
 
 from mlx_speech.specs.base import Spec, require
+from mlx_speech.specs.vocoder_train import HiFiGANDiscriminatorSpec
 
 DEFAULT_MEL_SCALES = [[512, 128, 64], [1024, 256, 80], [2048, 512, 128]]
 
@@ -75,17 +88,29 @@ class WavLMTeacherSpec(Spec):
 
 @dataclasses.dataclass
 class Mimi9LossSpec(Spec):
-    """Weights of the loss terms (0 drops a term from the total; it is still logged)."""
+    """Weights of the loss terms (0 drops a term from the total; it is still logged).
+    ``adversarial`` > 0 turns on GAN training (module docstring); ``feature_matching`` then
+    weights the feature-matching term (both 0 by default: no discriminator)."""
 
     mel: float = 1.0
     commitment: float = 1.0
     qwen: float = 1.0
     wavlm: float = 1.0
+    adversarial: float = 0.0
+    feature_matching: float = 0.0
 
     def validate(self) -> None:
         w = type(self).__name__
-        for name in ("mel", "commitment", "qwen", "wavlm"):
+        for name in ("mel", "commitment", "qwen", "wavlm", "adversarial", "feature_matching"):
             require(getattr(self, name) >= 0, w, f"{name} must be >= 0, got {getattr(self, name)}")
+        require(self.feature_matching == 0 or self.adversarial > 0, w,
+                "feature_matching > 0 needs adversarial > 0 (the discriminator trains only in a "
+                "GAN run)")
+
+    @property
+    def gan(self) -> bool:
+        """Whether the run trains a discriminator (``adversarial > 0``)."""
+        return self.adversarial > 0
 
 
 @dataclasses.dataclass
@@ -99,6 +124,7 @@ class Mimi9TrainSpec(Spec):
     qwen: QwenTeacherSpec = dataclasses.field(default_factory=lambda: QwenTeacherSpec(path=""))
     wavlm: WavLMTeacherSpec = dataclasses.field(default_factory=lambda: WavLMTeacherSpec(path=""))
     loss: Mimi9LossSpec = dataclasses.field(default_factory=Mimi9LossSpec)
+    discriminator: HiFiGANDiscriminatorSpec = dataclasses.field(default_factory=HiFiGANDiscriminatorSpec)
     mel_scales: list[list[int]] = dataclasses.field(
         default_factory=lambda: [list(s) for s in DEFAULT_MEL_SCALES])
     crop_seconds: float = 2.0

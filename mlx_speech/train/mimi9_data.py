@@ -237,12 +237,15 @@ def write_timed_toy_corpus(directory: str | Path, *, n: int = 4, seconds: float 
 class Mimi9Base(Task):
     """Inputs of one step: ``wav (B, S)`` (``S = frames x frame_size``), per-frame Qwen targets
     ``qwen (B, F, H_q)`` with ``qwen_durations (B, F)`` (1 on frames a token covers, else 0)
-    and ``wavlm (B, F, H_w)``. Fills missing cache entries first (MLX teachers)."""
+    and ``wavlm (B, F, H_w)``. Fills missing cache entries first (MLX teachers). ``gan``
+    (per instance) is true when ``loss.adversarial > 0``."""
 
     spec_class = Mimi9TrainSpec
 
     def __init__(self, spec: dict[str, Any] | Mimi9TrainSpec) -> None:
         super().__init__(spec)
+        # loss.adversarial > 0: a GAN task (generator = the Mimi9 model, plus a discriminator)
+        self.gan = self.spec.loss.gan
         self.arch = model_spec(self.spec)
         self.grid = grid_of(self.arch)
         self.identity = teacher_identity(self.spec, self.grid)

@@ -19,6 +19,21 @@ the latents of ``model.init_manifest`` (:func:`init_codebooks`). Training-mode q
 read their ``initialized`` flags with ``.item()``, which means the recipe needs
 ``compile: false``. Metrics: the four terms plus the batch usage of every
 head (``usage_h0`` ... ``usage_h8``: the fraction of its codes used in this batch).
+
+GAN variant (``model.loss.adversarial > 0``; ``gan`` is then true for the instance):
+``build`` returns :class:`Mimi9GAN` (children ``generator``, the Mimi9 model, and
+``discriminator``, a :class:`~mlx_speech.train.discriminators.HiFiGANDiscriminator` of
+``model.discriminator``), so parameter names gain a ``generator.`` prefix. Per step the
+trainer runs
+
+* discriminator: ``LSGAN_D(D(wav), D(audio))`` with the reconstruction ``audio`` a constant
+  (the generator's forward in this pass runs in training mode; the trainer discards its
+  codebook-buffer updates);
+* generator: the distillation total above ``+ adversarial * LSGAN_G(D(audio)) +
+  feature_matching * FM(D(wav), D(audio))``, metrics ``adv`` and ``fm`` added.
+
+Real and reconstructed audio go through the discriminator in one call. Validation
+(``loss``) is the distillation total of ``model.generator``.
 """
 
 from __future__ import annotations
@@ -28,7 +43,9 @@ import mlx.nn as nn
 
 from mlx_speech.errors import CheckpointError
 from mlx_speech.quantize.codebook import EMACodebook
-from mlx_speech.train.losses import multi_scale_mel_loss
+from mlx_speech.train.discriminators import HiFiGANDiscriminator
+from mlx_speech.train.losses import (feature_matching_loss, lsgan_discriminator_loss, lsgan_generator_loss,
+                                     multi_scale_mel_loss)
 from mlx_speech.train.mimi9_data import Mimi9Base, weights_file
 
 
@@ -94,17 +111,39 @@ def load_model(task: Mimi9Base) -> nn.Module:
     return model
 
 
+class Mimi9GAN(nn.Module):
+    """The GAN variant's module: ``generator`` (the Mimi9 model) and ``discriminator``."""
+
+    def __init__(self, *, generator: nn.Module, discriminator: HiFiGANDiscriminator) -> None:
+        super().__init__()
+        self.generator = generator
+        self.discriminator = discriminator
+
+
+def real_fake(x: mx.array) -> tuple[mx.array, mx.array]:
+    """The real (first) and reconstructed (second) halves of a discriminator output batch."""
+    n = x.shape[0] // 2
+    return x[:n], x[n:]
+
+
 class Mimi9Task(Mimi9Base):
-    """Reconstruction + commitment + Qwen / WavLM distillation (module docstring)."""
+    """Reconstruction + commitment + Qwen / WavLM distillation, optionally + GAN terms
+    (module docstring)."""
 
     def build(self) -> nn.Module:
         model = load_model(self)
         init_codebooks(model, self)
         fix_codebooks(model, keep_heads=tuple(self.spec.ema_heads), decay=self.spec.ema_decay)
-        return model
+        if not self.gan:
+            return model
+        disc = HiFiGANDiscriminator.from_spec(self.spec.discriminator)
+        mx.eval(disc.parameters())
+        return Mimi9GAN(generator=model, discriminator=disc)
 
-    def terms(self, model: nn.Module, inputs: dict[str, mx.array]) -> tuple[dict[str, mx.array], mx.array]:
-        """The unweighted loss terms and the per-head batch usage ``(9,)``."""
+    def terms(self, model: nn.Module, inputs: dict[str, mx.array]
+              ) -> tuple[dict[str, mx.array], mx.array, mx.array]:
+        """The unweighted loss terms, the per-head batch usage ``(9,)`` and the reconstruction
+        ``(B, S)``."""
         wav = inputs["wav"]
         out = model(wav, qwen_hidden=inputs["qwen"], durations=inputs["qwen_durations"],
                     wavlm_features=inputs["wavlm"])
@@ -112,13 +151,41 @@ class Mimi9Task(Mimi9Base):
                                    scales=[tuple(s) for s in self.spec.mel_scales])
         losses = out.bridge.losses
         return ({"mel": mel, "commitment": losses["commitment"], "qwen": losses["qwen"],
-                 "wavlm": losses["wavlm"]}, out.bridge.metrics["usage"])
+                 "wavlm": losses["wavlm"]}, out.bridge.metrics["usage"], out.audio)
 
-    def loss(self, model: nn.Module, inputs: dict[str, mx.array]) -> tuple[mx.array, dict[str, mx.array]]:
-        terms, usage = self.terms(model, inputs)
+    def distill(self, model: nn.Module, inputs: dict[str, mx.array]
+                ) -> tuple[mx.array, dict[str, mx.array], mx.array]:
+        """The weighted distillation total, its metrics and the reconstruction."""
+        terms, usage, audio = self.terms(model, inputs)
         w = self.spec.loss
         total = (w.mel * terms["mel"] + w.commitment * terms["commitment"] + w.qwen * terms["qwen"]
                  + w.wavlm * terms["wavlm"])
         metrics = {k: mx.stop_gradient(v) for k, v in terms.items()}
         metrics.update({f"usage_h{k}": mx.stop_gradient(usage[k]) for k in range(usage.shape[0])})
+        return total, metrics, audio
+
+    def loss(self, model: nn.Module, inputs: dict[str, mx.array]) -> tuple[mx.array, dict[str, mx.array]]:
+        total, metrics, _ = self.distill(model.generator if self.gan else model, inputs)
         return total, metrics
+
+    def discriminator_loss(self, generator: nn.Module, discriminator: nn.Module,
+                           inputs: dict[str, mx.array]) -> tuple[mx.array, dict[str, mx.array]]:
+        wav = inputs["wav"]
+        fake = mx.stop_gradient(generator(wav).audio)
+        scores, _ = discriminator(mx.concatenate([wav, fake.astype(wav.dtype)], axis=0))
+        halves = [real_fake(x) for x in scores]
+        loss, _ = lsgan_discriminator_loss([r for r, _ in halves], [f for _, f in halves])
+        return loss, {"d_loss": loss}
+
+    def generator_loss(self, generator: nn.Module, discriminator: nn.Module,
+                       inputs: dict[str, mx.array]) -> tuple[mx.array, dict[str, mx.array]]:
+        total, metrics, audio = self.distill(generator, inputs)
+        wav = inputs["wav"]
+        scores, feats = discriminator(mx.concatenate([wav, audio.astype(wav.dtype)], axis=0))
+        adv, _ = lsgan_generator_loss([real_fake(x)[1] for x in scores])
+        layers = [[real_fake(f) for f in fs] for fs in feats]
+        fm = feature_matching_loss([[r for r, _ in ls] for ls in layers],
+                                   [[f for _, f in ls] for ls in layers])
+        w = self.spec.loss
+        metrics.update({"adv": mx.stop_gradient(adv), "fm": mx.stop_gradient(fm)})
+        return total + w.adversarial * adv + w.feature_matching * fm, metrics

@@ -109,6 +109,9 @@ class _WeightNormMixin:
 class Conv1d(_WeightNormMixin, nn.Module):
     """1-D convolution: ``(B, C_in, T)`` -> ``(B, C_out, T_out)``."""
 
+    # The MLX twin's declared kinds (convert/ reads them from either tree).
+    PARAM_KINDS = {"weight": "conv1d", "weight_v": "conv1d", "weight_g": "conv1d"}
+
     def __init__(self, *, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  dilation: int = 1, groups: int = 1, bias: bool = True,
                  padding: str | int = "same", pad_mode: str = "constant",
@@ -214,6 +217,9 @@ class Conv1d(_WeightNormMixin, nn.Module):
 
 class ConvTranspose1d(_WeightNormMixin, nn.Module):
     """Transposed 1-D convolution: ``(B, C_in, T)`` -> ``(B, C_out, T_out)``."""
+
+    PARAM_KINDS = {"weight": "conv_transpose1d", "weight_v": "conv_transpose1d",
+                   "weight_g": "conv_transpose1d"}
 
     def __init__(self, *, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  groups: int = 1, bias: bool = True, padding: str | int = "causal",

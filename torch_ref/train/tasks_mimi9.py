@@ -4,17 +4,29 @@ Same inputs (the shared neutral ``prepare`` and teacher cache), loss terms, weig
 metrics; empty codebooks are k-means-initialised, the codebooks of ``ema_heads`` learn by
 their EMA update (registered buffers) and the others are kept fixed the same way (EMA decay 1,
 no smoothing, no restarts).
+
+GAN variant (``model.loss.adversarial > 0``): the same :class:`Mimi9GAN` wrapper and losses as
+the MLX twin. The MLX trainer discards the codebook-buffer updates of the discriminator
+pass's generator forward; torch keeps registered buffers, so the discriminator pass here
+saves the generator's buffers on its first micro-batch and the generator pass's first
+micro-batch puts them back (the forward still runs in training mode, so the quantizers'
+numpy generators and step counters advance as in MLX).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 
 from mlx_speech.errors import CheckpointError
+from mlx_speech.specs.mimi9_train import Mimi9TrainSpec
 from mlx_speech.train.mimi9_data import Mimi9Base, weights_file
 from torch_ref.quantize.codebook import EMACodebook
-from torch_ref.train.losses import multi_scale_mel_loss
+from torch_ref.train.discriminators import HiFiGANDiscriminator
+from torch_ref.train.losses import (feature_matching_loss, lsgan_discriminator_loss, lsgan_generator_loss,
+                                    multi_scale_mel_loss)
 
 
 def head_codebooks(model: nn.Module) -> list[EMACodebook]:
@@ -77,32 +89,92 @@ def load_model(task: Mimi9Base) -> nn.Module:
     return build_mimi9(task.arch)
 
 
+class Mimi9GAN(nn.Module):
+    """The GAN variant's module: ``generator`` (the Mimi9 model) and ``discriminator``."""
+
+    def __init__(self, *, generator: nn.Module, discriminator: HiFiGANDiscriminator) -> None:
+        super().__init__()
+        self.generator = generator
+        self.discriminator = discriminator
+
+
+def real_fake(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real (first) and reconstructed (second) halves of a discriminator output batch."""
+    n = x.shape[0] // 2
+    return x[:n], x[n:]
+
+
 class Mimi9Task(Mimi9Base):
-    """Reconstruction + commitment + Qwen / WavLM distillation (see the MLX twin)."""
+    """Reconstruction + commitment + Qwen / WavLM distillation, optionally + GAN terms (see the
+    MLX twin). The generator and discriminator passed to the GAN losses may be DDP wrappers."""
+
+    def __init__(self, spec: dict[str, Any] | Mimi9TrainSpec) -> None:
+        super().__init__(spec)
+        self._held: list[torch.Tensor] | None = None  # generator buffers of this step's start
 
     def build(self) -> nn.Module:
         model = load_model(self)
         init_codebooks(model, self)
         fix_codebooks(model, keep_heads=tuple(self.spec.ema_heads), decay=self.spec.ema_decay)
-        return model
+        if not self.gan:
+            return model
+        disc = HiFiGANDiscriminator.from_spec(self.spec.discriminator)
+        return Mimi9GAN(generator=model, discriminator=disc)
 
-    def terms(self, model: nn.Module,
-              inputs: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def terms(self, model: nn.Module, inputs: dict[str, torch.Tensor]
+              ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         wav = inputs["wav"]
         out = model(wav, qwen_hidden=inputs["qwen"], durations=inputs["qwen_durations"].long(),
                     wavlm_features=inputs["wavlm"])
-        mel = multi_scale_mel_loss(out.audio.float(), wav, sample_rate=self.grid.sample_rate,
+        audio = out.audio.float()
+        mel = multi_scale_mel_loss(audio, wav, sample_rate=self.grid.sample_rate,
                                    scales=[tuple(s) for s in self.spec.mel_scales])
         losses = out.bridge.losses
         return ({"mel": mel, "commitment": losses["commitment"], "qwen": losses["qwen"],
-                 "wavlm": losses["wavlm"]}, out.bridge.metrics["usage"])
+                 "wavlm": losses["wavlm"]}, out.bridge.metrics["usage"], audio)
 
-    def loss(self, model: nn.Module,
-             inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        terms, usage = self.terms(model, inputs)
+    def distill(self, model: nn.Module, inputs: dict[str, torch.Tensor]
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """The weighted distillation total, its metrics and the reconstruction."""
+        terms, usage, audio = self.terms(model, inputs)
         w = self.spec.loss
         total = (w.mel * terms["mel"] + w.commitment * terms["commitment"] + w.qwen * terms["qwen"]
                  + w.wavlm * terms["wavlm"])
         metrics = {k: v.detach() for k, v in terms.items()}
         metrics.update({f"usage_h{k}": usage[k].detach() for k in range(usage.shape[0])})
+        return total, metrics, audio
+
+    def loss(self, model: nn.Module,
+             inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        total, metrics, _ = self.distill(model.generator if self.gan else model, inputs)
         return total, metrics
+
+    def discriminator_loss(self, generator: nn.Module, discriminator: nn.Module,
+                           inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        wav = inputs["wav"].float()
+        if self._held is None:
+            self._held = [b.detach().clone() for b in generator.buffers()]
+        with torch.no_grad():
+            fake = generator(wav).audio.float()
+        scores, _ = discriminator(torch.cat([wav, fake], dim=0))
+        halves = [real_fake(x) for x in scores]
+        loss, _ = lsgan_discriminator_loss([r for r, _ in halves], [f for _, f in halves])
+        return loss, {"d_loss": loss}
+
+    def generator_loss(self, generator: nn.Module, discriminator: nn.Module,
+                       inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self._held is not None:  # undo the discriminator pass's codebook EMA updates
+            with torch.no_grad():
+                for b, v in zip(generator.buffers(), self._held):
+                    b.copy_(v)
+            self._held = None
+        total, metrics, audio = self.distill(generator, inputs)
+        wav = inputs["wav"].float()
+        scores, feats = discriminator(torch.cat([wav, audio], dim=0))
+        adv, _ = lsgan_generator_loss([real_fake(x)[1] for x in scores])
+        layers = [[real_fake(f) for f in fs] for fs in feats]
+        fm = feature_matching_loss([[r for r, _ in ls] for ls in layers],
+                                   [[f for _, f in ls] for ls in layers])
+        w = self.spec.loss
+        metrics.update({"adv": adv.detach(), "fm": fm.detach()})
+        return total + w.adversarial * adv + w.feature_matching * fm, metrics
