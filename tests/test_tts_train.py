@@ -1,5 +1,7 @@
-"""The voice recipe end to end on a 2-utterance festival corpus: features, MLX and torch_ref
-training steps, the voice folder it writes loads and speaks; recipe errors are clear."""
+"""The voice recipe end to end on tiny festival corpora: features, MLX and torch_ref training
+steps, the voice folder it writes loads and speaks; learned alignment from an LJSpeech-layout
+folder (losses fall, MAS durations cover the frames, MLX = torch_ref on the first step);
+recipe errors are clear."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ import pytest
 
 import mlx_speech  # noqa: F401  (before mlx)
 
+from mlx_speech.data.manifest import DataError
 from mlx_speech.errors import SpecError
 from mlx_speech.specs.tts import TTSRecipeSpec
 from mlx_speech.train.tasks_tts import (corpus_phones, durations_from_timings, frame_f0, single_voice_corpus,
-                                        train_voice)
+                                        text_phones, train_voice)
 
 needs_festival = pytest.mark.skipif(shutil.which("festival") is None, reason="festival not installed")
 
@@ -44,10 +47,32 @@ def test_helpers():
 
 def test_recipe_is_strict():
     with pytest.raises(SpecError, match="alignment"):
-        TTSRecipeSpec.from_yaml("alignment: learned\n")
+        TTSRecipeSpec.from_yaml("alignment: mfa\n")
+    with pytest.raises(SpecError, match="aligner_dim > 0"):
+        TTSRecipeSpec.from_yaml("alignment: learned\nmodel: {aligner_dim: 0}\n")
+    with pytest.raises(SpecError, match="no phone timings: use alignment: learned"):
+        TTSRecipeSpec.from_yaml("ljspeech: data/LJSpeech-1.1\n")
+    with pytest.raises(SpecError, match="either ljspeech or manifest"):
+        TTSRecipeSpec.from_yaml("alignment: learned\nljspeech: a\nmanifest: b.jsonl\n")
     with pytest.raises(SpecError, match="stepz"):
         TTSRecipeSpec.from_yaml("stepz: 3\n")
     assert TTSRecipeSpec.from_yaml("configs/tts_slt_tiny.yaml").voice == "cmu_us_slt_arctic_hts"
+    tiny = TTSRecipeSpec.from_yaml("configs/tts_ljspeech_tiny.yaml")
+    assert tiny.alignment == "learned" and tiny.ljspeech and tiny.model.aligner_dim > 0
+    big = TTSRecipeSpec.from_yaml("configs/tts_fastspeech2_ljspeech.yaml")
+    m = big.model
+    assert big.alignment == "learned" and big.ljspeech
+    assert (m.encoder_layers, m.decoder_layers, m.dim, m.num_heads, m.ffn_dim, m.ffn_kernel) == (4, 4, 256, 2, 1024, 9)
+    assert (m.predictor_dim, m.predictor_kernel) == (256, 3)
+
+
+def test_text_phones_join_sentences():
+    from mlx_speech.text import TextFrontend
+
+    p = text_phones("Hello there. It is 5 pm!", "en", TextFrontend())
+    assert p[0] == p[-1] == "<sil>" and "<sp>" in p and "<sil>" not in p[1:-1]
+    assert p[1:3] == ["hh", "ah"] or p[1:3] == ["hh", "ax"]
+    assert text_phones("...", "en", TextFrontend()) == []
 
 
 @needs_festival
@@ -75,3 +100,152 @@ def test_train_voice_tiny(tmp_path, backend):
 
     syn = Synthesizer(tmp_path / "run" / "voice", gl_iters=2)
     assert syn.synthesize("Hello.").dtype == np.float32
+
+
+# --- learned alignment from an LJSpeech-layout folder ------------------------------------------
+LJ_SENTENCES = ["Hello there.", "The cat sat on the mat.", "She sells sea shells.", "Good morning, my friend."]
+
+LEARNED = """
+model: {{dim: 32, num_heads: 2, encoder_layers: 1, decoder_layers: 1, ffn_dim: 32, ffn_kernel: 3,
+        predictor_dim: 16, aligner_dim: 16}}
+ljspeech: {lj}
+alignment: learned
+bin_start: {bin_start}
+out_dir: {out}
+steps: {steps}
+batch_size: 4
+lr: 0.01
+warmup_steps: 1
+log_every: 1
+save_every: 1000
+"""
+
+
+@pytest.fixture(scope="module")
+def ljspeech_dir(tmp_path_factory):
+    """4 festival utterances in the LJSpeech layout (metadata.csv + wavs/), plus the corpus."""
+    if shutil.which("festival") is None:
+        pytest.skip("festival not installed")
+    corpus = tmp_path_factory.mktemp("lj_corpus")
+    single_voice_corpus(corpus, sentences=LJ_SENTENCES, progress=False, workers=1)
+    lj = tmp_path_factory.mktemp("LJSpeech-mini")
+    (lj / "wavs").mkdir()
+    rows = []
+    for i, line in enumerate((corpus / "manifest.jsonl").read_text().splitlines()):
+        item = json.loads(line)
+        uid = f"LJ001-{i:04d}"
+        shutil.copy(corpus / item["path"], lj / "wavs" / f"{uid}.wav")
+        rows.append(f"{uid}|{item['text'].upper()}|{item['text']}")
+    (lj / "metadata.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return lj
+
+
+def _learned_recipe(tmp_path, lj, steps=3, bin_start=0):
+    cfg = tmp_path / "learned.yaml"
+    cfg.write_text(LEARNED.format(lj=lj, out=tmp_path / "run", steps=steps, bin_start=bin_start))
+    return cfg
+
+
+def test_learned_alignment_trains_from_ljspeech(tmp_path, ljspeech_dir):
+    import pickle
+
+    import mlx.core as mx
+
+    from convert.checkpoint import load_mlx_model
+    from mlx_speech.train.tasks_tts import feature_stats, learned_batch, mlx_log_attention_fn
+
+    # one batch of all 4 utterances, so the losses are comparable step to step
+    res = train_voice(_learned_recipe(tmp_path, ljspeech_dir, steps=50, bin_start=40), progress=False)
+    assert res["utterances"] == len(LJ_SENTENCES) and res["skipped"] == 0
+    log = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 50 and all(np.isfinite(r["loss"]) and np.isfinite(r["align"]) for r in log)
+    assert log[-1]["loss"] < 0.8 * log[0]["loss"] and log[39]["loss"] < 0.5 * log[0]["loss"]
+    assert log[-1]["align"] < log[0]["align"] - 0.1 and log[-1]["bin"] < log[0]["bin"]
+    assert log[-1]["mel"] < 0.5 * log[0]["mel"]
+    # MAS durations of the trained aligner: every phone >= 1 frame, summing to each mel length
+    feats = pickle.loads((tmp_path / "run" / "features_learned.pkl").read_bytes())["feats"]
+    model, spec = load_mlx_model(tmp_path / "run" / "voice" / "acoustic.safetensors")
+    nb = learned_batch(feats, [0, 1, 2, 3], feature_stats(feats), mlx_log_attention_fn(model, 0))
+    for k in range(4):
+        d = nb["durations"][k, :nb["lengths"][k]]
+        assert d.min() >= 1 and d.sum() == nb["mel_lengths"][k] == len(feats["mel"][k])
+    # the voice speaks: finite mel, every phone gets frames
+    mel, dur = model.synthesize(mx.array(feats["ids"][1][None]))
+    assert np.isfinite(np.array(mel)).all() and mel.shape[1] > 0
+    assert (np.array(dur) > 0).all()
+
+
+def test_learned_alignment_first_step_parity(tmp_path, ljspeech_dir):
+    torch = pytest.importorskip("torch")
+    import mlx.core as mx
+
+    from convert.parity import build_pair
+    from mlx_speech.data.manifest import read_ljspeech
+    from mlx_speech.models.fastspeech import FastSpeech2
+    from mlx_speech.train import tasks_tts as M
+    from torch_ref.models.fastspeech import FastSpeech2 as TFastSpeech2
+    from torch_ref.train import tasks_tts as T
+
+    r = TTSRecipeSpec.from_yaml(_learned_recipe(tmp_path, ljspeech_dir))
+    feats = M.prepare_text_features(read_ljspeech(ljspeech_dir), progress=False)
+    stats = M.feature_stats(feats)
+    m, t = build_pair(FastSpeech2, TFastSpeech2, seed=3, **r.model.to_dict())
+    nb_m = M.step_batch(feats, [0, 2], stats, r, 0, M.mlx_log_attention_fn(m, 0))
+    nb_t = M.step_batch(feats, [0, 2], stats, r, 0, T.torch_log_attention_fn(t, 0))
+    np.testing.assert_array_equal(nb_m["durations"], nb_t["durations"])
+    assert nb_m["bin_weight"] == 1.0
+    b = {k: (mx.array(v) if isinstance(v, np.ndarray) else v) for k, v in nb_m.items()}
+    b["language"] = mx.zeros((2,), dtype=mx.int32)
+    loss_m, parts_m = M.tts_loss(m, b)
+    with torch.no_grad():
+        loss_t, parts_t = T.tts_loss(t, T.to_torch_batch(nb_t, 0, torch.device("cpu")))
+    assert set(parts_m) == set(parts_t) == {"mel", "duration", "pitch", "energy", "align", "bin"}
+    assert abs(float(loss_m) - float(loss_t)) < 1e-4
+    for k in parts_m:
+        assert abs(float(parts_m[k]) - float(parts_t[k])) < 1e-4, k
+
+
+def test_learned_alignment_torch_backend_and_errors(tmp_path, ljspeech_dir):
+    pytest.importorskip("torch")
+    res = train_voice(_learned_recipe(tmp_path, ljspeech_dir, steps=2), backend="torch", progress=False)
+    assert res["backend"] == "torch" and (tmp_path / "run" / "voice" / "acoustic.safetensors").is_file()
+    meta = json.loads((tmp_path / "run" / "voice" / "voice.json").read_text())
+    assert meta["alignment"] == "learned" and meta["speakers"] == [ljspeech_dir.name]
+    with pytest.raises(DataError, match="LJSpeech folder not found: .*nope"):
+        train_voice(_learned_recipe(tmp_path, ljspeech_dir), overrides=[f"ljspeech={tmp_path / 'nope'}"],
+                    progress=False)
+
+
+def test_missing_ljspeech_folder_is_one_line_cli_error(tmp_path):
+    from click.testing import CliRunner
+
+    from cli import cli
+
+    cfg = tmp_path / "lj.yaml"
+    cfg.write_text(f"alignment: learned\nljspeech: {tmp_path / 'LJSpeech-1.1'}\nout_dir: {tmp_path / 'run'}\n")
+    res = CliRunner().invoke(cli, ["train", "tts", "--config", str(cfg), "--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("error: LJSpeech folder not found") and res.output.strip().count("\n") == 0
+
+
+def test_alignment_report_scores_mas_against_timings():
+    from mlx_speech.train.tasks_tts import alignment_report
+
+    rng = np.random.default_rng(0)
+    phones = [["<sil>", "a", "b", "c", "<sil>"], ["<sil>", "d", "e", "<sil>"]]
+    ref_d = [np.array([3, 9, 2, 5, 4]), np.array([2, 2, 12, 3])]
+    ref = [(["<sil>", "a", "b", "c", "<sil>"], ref_d[0]), (["<sil>", "d", "<sp>", "e", "<sil>"], np.array([2, 2, 1, 11, 3]))]
+    feats = {"ids": [np.arange(len(p), dtype=np.int32) for p in phones], "phones": phones, "ref": ref,
+             "mel": [rng.standard_normal((int(d.sum()), 4)).astype(np.float32) for d in ref_d]}
+
+    def oracle(nb):  # log attention peaked on the reference path
+        la = np.full(nb["log_prior"].shape, -20.0, np.float32)
+        for k, d in enumerate(ref_d):
+            la[k, np.arange(d.sum()), np.repeat(np.arange(len(d)), d)] = 0.0
+        return la
+
+    rep = alignment_report(feats, oracle)
+    assert rep["utterances"] == 2 and rep["boundaries"] == 4 + 3
+    # utterance 2: the frontend's "e" ends where the reference "e" ends (the <sp> is skipped)
+    assert rep["boundary_err_mas"] == 0.0 and rep["boundary_err_uniform"] > 1.0
+    assert rep["within_2_frames_mas"] == 1.0

@@ -120,17 +120,29 @@ def hifigan_tiny() -> HiFiGANSpec:
 
 @dataclasses.dataclass
 class TTSRecipeSpec(Spec):
-    """A voice recipe (``configs/tts_*.yaml``): corpus, acoustic model, optimisation."""
+    """A voice recipe (``configs/tts_*.yaml``): corpus, acoustic model, optimisation.
+
+    Data come from one of: ``ljspeech`` (a folder with ``metadata.csv`` + ``wavs/``),
+    ``manifest`` (a JSONL manifest, :mod:`mlx_speech.data.manifest`), or else the festival corpus
+    in ``corpus_dir`` (generated from ``sentences`` with ``voice`` when absent)."""
 
     model: FastSpeechSpec = dataclasses.field(default_factory=FastSpeechSpec)
     mel_preset: str = "hifigan_22k"
     sentences: str = "mlx_speech/assets/tts/train_en.txt"   # one sentence a line
     voice: str = "cmu_us_slt_arctic_hts"                    # festival voice of the corpus
     corpus_dir: str = "data/tts_slt"
+    ljspeech: str = ""                                      # LJSpeech-layout folder (recordings)
+    manifest: str = ""                                      # or a JSONL manifest (path + text)
+    max_items: int = 0                                      # use the first N utterances (0: all)
     language: str = "en"
-    # Durations from the corpus generator's phone timings. The model's aligner (MAS + forward-sum,
-    # mlx_speech/models/tts_align.py) is built and tested but not yet wired into this recipe.
-    alignment: Literal["corpus"] = "corpus"
+    # Where the frames-per-phone come from. "corpus": the corpus generator's phone timings
+    # (festival / flite corpora only). "learned": the model's aligner (forward-sum loss with a
+    # beta-binomial prior, monotonic alignment search -> durations), trained jointly; needs
+    # model.aligner_dim > 0 and only (wav, text) pairs.
+    alignment: Literal["corpus", "learned"] = "corpus"
+    align_weight: float = 1.0                               # forward-sum loss weight (learned)
+    bin_weight: float = 1.0                                 # binarization loss weight (learned) ...
+    bin_start: int = 1000                                   # ... from this step on (aligner warmed up)
     steps: int = 3000
     batch_size: int = 16
     lr: float = 0.002
@@ -145,3 +157,10 @@ class TTSRecipeSpec(Spec):
         w = type(self).__name__
         require(self.steps > 0 and self.batch_size > 0 and self.lr > 0, w,
                 "steps, batch_size and lr must be positive")
+        require(not (self.ljspeech and self.manifest), w, "give either ljspeech or manifest, not both")
+        require(self.max_items >= 0 and self.bin_start >= 0, w, "max_items and bin_start must be >= 0")
+        require(self.align_weight >= 0 and self.bin_weight >= 0, w, "loss weights must be >= 0")
+        if self.alignment == "learned":
+            require(self.model.aligner_dim > 0, w, "alignment: learned needs model.aligner_dim > 0")
+        else:
+            require(not self.ljspeech, w, "an LJSpeech folder has no phone timings: use alignment: learned")

@@ -5,6 +5,12 @@ The bundled voice is trained on a single-speaker corpus spoken by festival's
 rotates over every installed voice; :func:`single_voice_corpus` drives the same generator
 (:mod:`mlx_speech.data.synth_corpus`: trimming, resampling, timings, manifest) with one voice
 and our shipped sentence list ``mlx_speech/assets/tts/train_en.txt``.
+
+Durations come from the corpus' phone timings (``alignment: corpus``) or from the model's own
+aligner (``alignment: learned``): then any (wav, text) pairs will do, e.g. an LJSpeech folder;
+the text goes through our frontend, and every step runs monotonic alignment search on the
+aligner's current soft alignment to get the durations the length regulator, the duration
+predictor and the phone-level pitch / energy targets use.
 """
 
 from __future__ import annotations
@@ -94,48 +100,64 @@ def phone_average(values: np.ndarray, durations: np.ndarray, valid: np.ndarray) 
     return out
 
 
-def prepare_features(manifest: str | os.PathLike, mel_preset: str = "hifigan_22k",
-                     progress: bool = True) -> dict[str, Any]:
-    """Every utterance of a corpus manifest as training arrays (log-mel via MLX, rest numpy).
+def corpus_targets(item: Any, frames: int, frame_rate: float) -> tuple[list[str], np.ndarray]:
+    """Our phones and frames per phone from an item's timings (pause runs merged, ``<sil>`` ends)."""
+    phones = corpus_phones([p[0] for p in item.phones])
+    dur = durations_from_timings(list(item.phones), frames, frame_rate)
+    merged_p: list[str] = []
+    merged_d: list[int] = []
+    for p, d in zip(phones, dur):  # merge pause runs
+        if merged_p and p in ("<sp>", "<sil>") and merged_p[-1] in ("<sp>", "<sil>"):
+            merged_d[-1] += int(d)
+            continue
+        merged_p.append(p)
+        merged_d.append(int(d))
+    if merged_p[0] != "<sil>":
+        merged_p.insert(0, "<sil>"); merged_d.insert(0, 0)
+    if merged_p[-1] != "<sil>":
+        merged_p.append("<sil>"); merged_d.append(0)
+    return merged_p, np.array(merged_d, np.int32)
 
-    Returns lists ``ids``, ``durations``, ``log_f0`` (NaN = unvoiced phone), ``energy``, ``mel``
-    and the texts; adjacent pauses are merged."""
+
+def _frames(items: list[Any], mel_preset: str, progress: bool, desc: str) -> Any:
+    """Yield ``(item, wav, log-mel (T, n_mels), MelSpec)`` for every item (log-mel via MLX)."""
     import mlx_speech  # noqa: F401,PLC0415
     import mlx.core as mx  # noqa: PLC0415
 
     from mlx_speech.audio.io import load  # noqa: PLC0415
     from mlx_speech.audio.spectral import log_mel  # noqa: PLC0415
-    from mlx_speech.data.manifest import read_manifest  # noqa: PLC0415
     from mlx_speech.specs.audio import MelSpec  # noqa: PLC0415
-    from mlx_speech.text import SymbolTable  # noqa: PLC0415
 
     spec = MelSpec.from_preset(mel_preset)
-    table = SymbolTable()
-    items = read_manifest(manifest)
-    out: dict[str, list] = {k: [] for k in ("ids", "durations", "log_f0", "energy", "mel", "text")}
     it = items
     if progress:
         from tqdm import tqdm  # noqa: PLC0415
-        it = tqdm(items, desc="features", unit="utt")
+        it = tqdm(items, desc=desc, unit="utt")
     for item in it:
         wav, _ = load(item.path, sr=spec.sample_rate)
         mel = np.array(log_mel(mx.array(wav[None]), **spec.mel_kwargs(), floor=spec.log_floor)[0])
+        yield item, wav, mel.astype(np.float32), spec
+
+
+def prepare_features(manifest: str | os.PathLike | list[Any], mel_preset: str = "hifigan_22k",
+                     progress: bool = True) -> dict[str, Any]:
+    """Every utterance of a corpus manifest (path or items) as training arrays (``alignment: corpus``).
+
+    Returns lists ``ids``, ``durations``, ``log_f0`` (NaN = unvoiced phone), ``energy``, ``mel``
+    and the texts; adjacent pauses are merged."""
+    from mlx_speech.data.manifest import DataError, read_manifest  # noqa: PLC0415
+    from mlx_speech.text import SymbolTable  # noqa: PLC0415
+
+    table = SymbolTable()
+    items = manifest if isinstance(manifest, list) else read_manifest(manifest)
+    for item in items:
+        if not item.phones:
+            raise DataError(f"alignment: corpus needs phone timings, and {item.path} has none "
+                            "(use alignment: learned)")
+    out: dict[str, list] = {k: [] for k in ("ids", "durations", "log_f0", "energy", "mel", "text")}
+    for item, wav, mel, spec in _frames(items, mel_preset, progress, "features"):
         T = mel.shape[0]
-        labs = [p[0] for p in item.phones]
-        phones = corpus_phones(labs)
-        dur = durations_from_timings(list(item.phones), T, spec.frame_rate)
-        merged_p, merged_d = [], []
-        for p, d in zip(phones, dur):  # merge pause runs
-            if merged_p and p in ("<sp>", "<sil>") and merged_p[-1] in ("<sp>", "<sil>"):
-                merged_d[-1] += d
-                continue
-            merged_p.append(p)
-            merged_d.append(int(d))
-        if merged_p[0] != "<sil>":
-            merged_p.insert(0, "<sil>"); merged_d.insert(0, 0)
-        if merged_p[-1] != "<sil>":
-            merged_p.append("<sil>"); merged_d.append(0)
-        dur = np.array(merged_d, np.int32)
+        merged_p, dur = corpus_targets(item, T, spec.frame_rate)
         f0 = frame_f0(wav, spec.sample_rate, spec.hop_length, spec.n_fft, T)
         logf0 = phone_average(np.log(np.maximum(f0, 1.0)), dur, f0 > 0)
         energy = phone_average(mel.mean(axis=1), dur, np.ones(T, bool))
@@ -143,9 +165,161 @@ def prepare_features(manifest: str | os.PathLike, mel_preset: str = "hifigan_22k
         out["durations"].append(dur)
         out["log_f0"].append(logf0.astype(np.float32))
         out["energy"].append(energy.astype(np.float32))
-        out["mel"].append(mel.astype(np.float32))
+        out["mel"].append(mel)
         out["text"].append(item.text)
     return out
+
+
+# --- learned alignment: (wav, text) pairs; durations by MAS at every step (numpy) --------------
+def text_phones(text: str, lang: str, frontend: Any) -> list[str]:
+    """Our phones for a whole utterance: its sentences joined by ``<sp>``, ``<sil>`` at both ends
+    (empty when nothing is speakable)."""
+    from mlx_speech.text import normalize_en, split_sentences  # noqa: PLC0415
+    from mlx_speech.text.symbols import SIL, SP  # noqa: PLC0415
+
+    inner: list[str] = []
+    for sent in split_sentences(normalize_en(text) if lang == "en" else text, max_words=10 ** 9):
+        phones = frontend.phonemize(sent, lang)[1:-1]
+        if phones:
+            inner += ([SP] if inner else []) + phones
+    return [SIL, *inner, SIL] if inner else []
+
+
+def recipe_items(r: Any, progress: bool = True) -> list[Any]:
+    """The recipe's utterances: its LJSpeech folder, its manifest, or the festival corpus in
+    ``corpus_dir`` (generated when absent); the first ``max_items`` when set."""
+    from mlx_speech.data.manifest import DataError, read_ljspeech, read_manifest  # noqa: PLC0415
+
+    if r.ljspeech:
+        if not Path(r.ljspeech).is_dir():
+            raise DataError(f"LJSpeech folder not found: {r.ljspeech} (expected metadata.csv and wavs/)")
+        items = read_ljspeech(r.ljspeech, lang=r.language)
+    elif r.manifest:
+        items = read_manifest(r.manifest)
+    else:
+        manifest = Path(r.corpus_dir) / "manifest.jsonl"
+        if not manifest.is_file():
+            single_voice_corpus(r.corpus_dir, sentences=read_sentences(r.sentences), voice=r.voice,
+                                sample_rate=_mel_rate(r.mel_preset), progress=progress)
+        items = read_manifest(manifest)
+    return items[:r.max_items] if r.max_items else items
+
+
+def prepare_text_features(items: list[Any], mel_preset: str = "hifigan_22k", language: str = "en",
+                          progress: bool = True) -> dict[str, Any]:
+    """(wav, text) items as arrays for ``alignment: learned``: lists ``ids``, ``phones``, ``mel``,
+    frame-level ``frame_log_f0`` (NaN = unvoiced) and ``frame_energy``, ``text``, and ``ref``
+    (the corpus' ``(phones, durations)`` where the item has timings, else None: alignment checks
+    only). Items with nothing speakable or fewer frames than phones are skipped (``skipped``)."""
+    from mlx_speech.data.manifest import DataError  # noqa: PLC0415
+    from mlx_speech.text import SymbolTable, TextError, TextFrontend  # noqa: PLC0415
+
+    frontend, table = TextFrontend(), SymbolTable()
+    keys = ("ids", "phones", "mel", "frame_log_f0", "frame_energy", "text", "ref")
+    out: dict[str, Any] = {k: [] for k in keys}
+    out["skipped"] = 0
+    for item, wav, mel, spec in _frames(items, mel_preset, progress, "features (text)"):
+        try:
+            phones = text_phones(item.text, item.lang or language, frontend)
+        except TextError:
+            phones = []
+        T = mel.shape[0]
+        if not phones or T < len(phones):
+            out["skipped"] += 1
+            continue
+        f0 = frame_f0(wav, spec.sample_rate, spec.hop_length, spec.n_fft, T)
+        out["ids"].append(np.array(table.encode(phones), np.int32))
+        out["phones"].append(phones)
+        out["mel"].append(mel)
+        out["frame_log_f0"].append(np.where(f0 > 0, np.log(np.maximum(f0, 1.0)), np.nan).astype(np.float32))
+        out["frame_energy"].append(mel.mean(axis=1))
+        out["text"].append(item.text)
+        out["ref"].append(corpus_targets(item, T, spec.frame_rate) if item.phones else None)
+    if not out["ids"]:
+        raise DataError(f"none of the {len(items)} utterances has speakable text and enough frames")
+    return out
+
+
+def feature_stats(feats: dict[str, Any]) -> dict[str, float]:
+    """Mean / std of log-F0 (voiced) and energy: phone-level (corpus) or frame-level (learned)."""
+    pk, ek = ("log_f0", "energy") if "log_f0" in feats else ("frame_log_f0", "frame_energy")
+    f0 = np.concatenate([x[~np.isnan(x)] for x in feats[pk]])
+    en = np.concatenate([x[~np.isnan(x)] for x in feats[ek]])
+    return dict(pitch_mean=float(f0.mean()), pitch_std=float(f0.std()),
+                energy_mean=float(en.mean()), energy_std=float(en.std()))
+
+
+def align_inputs(ids: list[np.ndarray], mels: list[np.ndarray], multiple: int = 1) -> dict[str, Any]:
+    """Padded aligner inputs: ``ids, lengths, mel, mel_lengths`` and the ``(B, T, N)`` log prior
+    (frames padded to a multiple of ``multiple``)."""
+    from mlx_speech.models.tts_align import batch_log_prior  # noqa: PLC0415
+
+    N, T = max(len(x) for x in ids), -(-max(len(m) for m in mels) // multiple) * multiple
+    nb = {"ids": _pad(ids, N), "lengths": np.array([len(x) for x in ids], np.int32), "mel": _pad(mels, T),
+          "mel_lengths": np.array([len(m) for m in mels], np.int32)}
+    nb["log_prior"] = batch_log_prior(nb["lengths"], nb["mel_lengths"], N, T)
+    return nb
+
+
+def learned_batch(feats: dict[str, Any], rows: list[int], stats: dict[str, float],
+                  log_attention_fn: Any) -> dict[str, Any]:
+    """A :func:`make_batch` batch whose durations come from monotonic alignment search.
+
+    ``log_attention_fn(nb)`` gets numpy ``ids, lengths, mel, mel_lengths, log_prior`` (padded as
+    the batch) and returns the model's ``(B, T, N)`` log attention (with the prior); phone-level
+    pitch and energy are averaged over the resulting durations. Adds ``mel_lengths`` and
+    ``log_prior`` for the alignment losses."""
+    from mlx_speech.models.tts_align import batch_durations  # noqa: PLC0415
+
+    ids, mels = [feats["ids"][i] for i in rows], [feats["mel"][i] for i in rows]
+    nb = align_inputs(ids, mels, multiple=16)  # make_batch's frame padding
+    dur = batch_durations(log_attention_fn(nb), nb["lengths"], nb["mel_lengths"])
+    durs = [dur[k, :len(x)] for k, x in enumerate(ids)]
+    f0s, ens = [feats["frame_log_f0"][i] for i in rows], [feats["frame_energy"][i] for i in rows]
+    sub = {"ids": ids, "mel": mels, "durations": durs,
+           "log_f0": [phone_average(f, d, ~np.isnan(f)) for f, d in zip(f0s, durs)],
+           "energy": [phone_average(e, d, np.ones(len(e), bool)) for e, d in zip(ens, durs)]}
+    nb.update(make_batch(sub, list(range(len(rows))), **stats))
+    return nb
+
+
+def step_batch(feats: dict[str, Any], rows: list[int], stats: dict[str, float], recipe: Any, step: int,
+               log_attention_fn: Any = None) -> dict[str, Any]:
+    """The numpy batch of one training step (both back ends): corpus durations, or MAS durations
+    plus the alignment loss weights (binarization from ``recipe.bin_start`` on)."""
+    if recipe.alignment != "learned":
+        return make_batch(feats, rows, **stats)
+    nb = learned_batch(feats, rows, stats, log_attention_fn)
+    nb["align_weight"] = float(recipe.align_weight)
+    nb["bin_weight"] = float(recipe.bin_weight) if step >= recipe.bin_start else 0.0
+    return nb
+
+
+def alignment_report(feats: dict[str, Any], log_attention_fn: Any, batch_size: int = 8) -> dict[str, Any]:
+    """Mean |boundary error| in frames of MAS durations vs the corpus timings, next to a uniform
+    split of the same frames, over utterances with timings (phones matched by sequence alignment,
+    so frontend and corpus phone sets may differ)."""
+    from mlx_speech.models.tts_align import batch_durations, boundary_errors, uniform_durations  # noqa: PLC0415
+
+    rows = [i for i, ref in enumerate(feats["ref"]) if ref is not None]
+    if not rows:
+        return {}
+    mas, uni = [], []
+    for s in range(0, len(rows), batch_size):
+        chunk = rows[s:s + batch_size]
+        ids, mels = [feats["ids"][i] for i in chunk], [feats["mel"][i] for i in chunk]
+        nb = align_inputs(ids, mels)
+        dur = batch_durations(log_attention_fn(nb), nb["lengths"], nb["mel_lengths"])
+        for k, i in enumerate(chunk):
+            ref_p, ref_d = feats["ref"][i]
+            phones, n = feats["phones"][i], len(ids[k])
+            mas.append(boundary_errors(phones, dur[k, :n], ref_p, ref_d))
+            uni.append(boundary_errors(phones, uniform_durations(n, len(mels[k])), ref_p, ref_d))
+    mas_e, uni_e = np.concatenate(mas), np.concatenate(uni)
+    return {"utterances": len(rows), "boundaries": int(len(mas_e)),
+            "boundary_err_mas": round(float(mas_e.mean()), 3), "boundary_err_uniform": round(float(uni_e.mean()), 3),
+            "within_2_frames_mas": round(float((mas_e <= 2).mean()), 3),
+            "within_2_frames_uniform": round(float((uni_e <= 2).mean()), 3)}
 
 
 # --- training (MLX) -----------------------------------------------------------------------------
@@ -172,7 +346,9 @@ def make_batch(feats: dict[str, Any], rows: list[int], pitch_mean: float, pitch_
 
 
 def tts_loss(model: Any, b: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """L1 mel + MSE of log(1 + duration), normalised pitch and energy (masked means)."""
+    """L1 mel + MSE of log(1 + duration), normalised pitch and energy (masked means); with
+    ``log_prior`` in the batch (learned alignment) also the aligner's forward-sum loss and the
+    binarization loss towards the batch's MAS durations, weighted by ``align_weight`` / ``bin_weight``."""
     import mlx.core as mx  # noqa: PLC0415
 
     B = b["ids"].shape[0]
@@ -188,7 +364,35 @@ def tts_loss(model: Any, b: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     pitch_l = mx.sum((out["pitch"] - b["pitch"]) ** 2 * pm) / n
     energy_l = mx.sum((out["energy"] - b["energy"]) ** 2 * pm) / n
     total = mel_l + dur_l + 0.1 * pitch_l + 0.1 * energy_l
-    return total, {"mel": mel_l, "duration": dur_l, "pitch": pitch_l, "energy": energy_l}
+    parts = {"mel": mel_l, "duration": dur_l, "pitch": pitch_l, "energy": energy_l}
+    if "log_prior" in b:
+        from mlx_speech.models.fastspeech import alignment_matrix, sequence_mask  # noqa: PLC0415
+        from mlx_speech.models.tts_align import binarization_loss, forward_sum_loss, log_attention  # noqa: PLC0415
+
+        scores = model.alignment_scores(b["ids"], b["lengths"], b["mel"], b.get("language", zeros))
+        la = log_attention(scores, b["log_prior"], out["phone_mask"], sequence_mask(b["mel_lengths"], b["frames"]))
+        parts["align"] = forward_sum_loss(la, b["lengths"], b["mel_lengths"])
+        parts["bin"] = binarization_loss(la, alignment_matrix(b["durations"], b["frames"]))
+        total = total + b["align_weight"] * parts["align"] + b["bin_weight"] * parts["bin"]
+    return total, parts
+
+
+def mlx_log_attention_fn(model: Any, language: int) -> Any:
+    """``nb -> (B, T, N)`` numpy log attention of an MLX model (for :func:`learned_batch`)."""
+    import mlx.core as mx  # noqa: PLC0415
+
+    from mlx_speech.models.fastspeech import sequence_mask  # noqa: PLC0415
+    from mlx_speech.models.tts_align import log_attention  # noqa: PLC0415
+
+    def fn(nb: dict[str, np.ndarray]) -> np.ndarray:
+        ids, lengths = mx.array(nb["ids"]), mx.array(nb["lengths"])
+        lang = mx.full((ids.shape[0],), language, dtype=mx.int32)
+        scores = model.alignment_scores(ids, lengths, mx.array(nb["mel"]), lang)
+        mel_mask = sequence_mask(mx.array(nb["mel_lengths"]), nb["mel"].shape[1])
+        la = log_attention(scores, mx.array(nb["log_prior"]), sequence_mask(lengths, ids.shape[1]), mel_mask)
+        return np.array(mx.stop_gradient(la))
+
+    return fn
 
 
 def lr_schedule(step: int, recipe: Any, steps: int) -> float:
@@ -199,14 +403,55 @@ def lr_schedule(step: int, recipe: Any, steps: int) -> float:
     return float(recipe.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(p, 1.0)))))
 
 
-def train_voice(recipe_path: str | os.PathLike, *, steps: int | None = None, backend: str = "mlx",
-                progress: bool = True) -> dict[str, Any]:
+def load_recipe(recipe_path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = (),
+                out_dir: str | os.PathLike | None = None) -> Any:
+    """The TTS recipe with ``key=value`` overrides (strict) and an optional ``out_dir``."""
+    from mlx_speech.specs.tts import TTSRecipeSpec  # noqa: PLC0415
+    from mlx_speech.train.recipe import apply_override  # noqa: PLC0415
+
+    r = TTSRecipeSpec.from_yaml(Path(recipe_path))
+    if overrides or out_dir is not None:
+        data = r.to_dict()
+        for o in overrides:
+            apply_override(data, o)
+        if out_dir is not None:
+            data["out_dir"] = str(out_dir)
+        r = TTSRecipeSpec._build(data, strict=True, where=str(recipe_path))
+    return r
+
+
+def load_features(r: Any, out: Path, progress: bool = True) -> dict[str, Any]:
+    """Features of the recipe's corpus, cached in ``out`` (recomputed when the data source changes)."""
+    import pickle  # noqa: PLC0415
+
+    from mlx_speech.utils.atomic import atomic_path  # noqa: PLC0415
+
+    key = [r.alignment, r.ljspeech, r.manifest, r.corpus_dir, r.max_items, r.mel_preset, r.language]
+    cache = out / ("features.pkl" if r.alignment == "corpus" else "features_learned.pkl")
+    if cache.is_file():
+        data = pickle.loads(cache.read_bytes())  # our own cache file, written below
+        if isinstance(data, dict) and data.get("key") == key:
+            return data["feats"]
+    items = recipe_items(r, progress)
+    if r.alignment == "learned":
+        feats = prepare_text_features(items, r.mel_preset, r.language, progress=progress)
+    else:
+        feats = prepare_features(items, r.mel_preset, progress=progress)
+    with atomic_path(cache) as tmp:
+        tmp.write_bytes(pickle.dumps({"key": key, "feats": feats}))
+    return feats
+
+
+def train_voice(recipe_path: str | os.PathLike, *, steps: int | None = None,
+                overrides: list[str] | tuple[str, ...] = (), out_dir: str | os.PathLike | None = None,
+                backend: str = "mlx", progress: bool = True) -> dict[str, Any]:
     """Build the corpus (if absent), extract features, train, write ``out_dir/voice/``.
 
-    ``backend="torch"`` trains the torch_ref twin (CUDA when available; on x86 CPUs also faster
-    than MLX) and converts the result to MLX."""
+    ``overrides`` are ``key=value`` recipe fields (``model.dim=64``). ``backend="torch"`` trains
+    the torch_ref twin (CUDA when available; on x86 CPUs also faster than MLX) and converts the
+    result to MLX. With ``alignment: learned`` and a corpus with timings, the summary reports
+    the MAS boundary error against them (``alignment``)."""
     import json  # noqa: PLC0415
-    import pickle  # noqa: PLC0415
     import time  # noqa: PLC0415
 
     import mlx_speech  # noqa: F401,PLC0415
@@ -214,31 +459,20 @@ def train_voice(recipe_path: str | os.PathLike, *, steps: int | None = None, bac
     import mlx.nn as nn  # noqa: PLC0415
     import mlx.optimizers as optim  # noqa: PLC0415
 
-    from convert.checkpoint import save_mlx_model  # noqa: PLC0415
     from mlx_speech.models.fastspeech import FastSpeech2  # noqa: PLC0415
-    from mlx_speech.specs.tts import TTSRecipeSpec  # noqa: PLC0415
     from mlx_speech.text import LANGUAGES  # noqa: PLC0415
 
-    r = TTSRecipeSpec.from_yaml(Path(recipe_path))
+    r = load_recipe(recipe_path, overrides, out_dir)
     steps = steps or r.steps
     out = Path(r.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = Path(r.corpus_dir) / "manifest.jsonl"
-    if not manifest.is_file():
-        single_voice_corpus(r.corpus_dir, sentences=read_sentences(r.sentences), voice=r.voice,
-                            sample_rate=_mel_rate(r.mel_preset), progress=progress)
-    cache = out / "features.pkl"
-    if cache.is_file():
-        feats = pickle.loads(cache.read_bytes())  # our own cache file, written below
-    else:
-        feats = prepare_features(manifest, r.mel_preset, progress=progress)
-        cache.write_bytes(pickle.dumps(feats))
-    f0 = np.concatenate([x[~np.isnan(x)] for x in feats["log_f0"]])
-    en = np.concatenate([x[~np.isnan(x)] for x in feats["energy"]])
-    stats = dict(pitch_mean=float(f0.mean()), pitch_std=float(f0.std()),
-                 energy_mean=float(en.mean()), energy_std=float(en.std()))
+    feats = load_features(r, out, progress)
+    stats = feature_stats(feats)
     spec = r.model.replace(pitch_mean=stats["pitch_mean"], pitch_std=stats["pitch_std"])
     lang = LANGUAGES.index(r.language)
+    summary: dict[str, Any] = {"steps": steps, "backend": backend, "voice": str(out / "voice"),
+                               "utterances": len(feats["ids"]), "skipped": feats.get("skipped", 0)}
+    t0 = time.perf_counter()
     if backend == "torch":
         from convert.checkpoint import load_mlx_model, save_torch_model  # noqa: PLC0415
         from torch_ref.train.tasks_tts import train_acoustic  # noqa: PLC0415
@@ -247,53 +481,51 @@ def train_voice(recipe_path: str | os.PathLike, *, steps: int | None = None, bac
             save_torch_model(out / "acoustic_torch.safetensors", tmodel, model="fastspeech2", spec=spec)
             write_voice(out / "voice", load_mlx_model(out / "acoustic_torch.safetensors")[0], spec, r)
 
-        t0 = time.perf_counter()
         to_voice(train_acoustic(feats, stats, spec, r, steps=steps, language=lang,
                                 log_path=out / "train_log.jsonl", progress=progress, on_save=to_voice))
-        return {"steps": steps, "backend": "torch", "voice": str(out / "voice"),
-                "elapsed_s": round(time.perf_counter() - t0, 1)}
-    mx.random.seed(r.seed)
-    rng = np.random.default_rng(r.seed)
-    model = FastSpeech2.from_spec(spec)
-    order = np.argsort([len(m) for m in feats["mel"]])
-    batches = [list(order[i:i + r.batch_size]) for i in range(0, len(order), r.batch_size)]
-
-    def lr_at(step: int) -> float:
-        return lr_schedule(step, r, steps)
-
-    opt = optim.AdamW(learning_rate=r.lr, betas=[0.9, 0.98], weight_decay=0.01)
-    grad_fn = nn.value_and_grad(model, lambda m, b: tts_loss(m, b))
-    log = open(out / "train_log.jsonl", "a", encoding="utf-8")
-    t0 = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm import tqdm  # noqa: PLC0415
-        bar = tqdm(total=steps, desc="train tts", unit="step")
-    for step in range(steps):
-        rows = batches[int(rng.integers(len(batches)))]
-        nb = make_batch(feats, rows, **stats)
-        b = {k: (v if k == "frames" else mx.array(v)) for k, v in nb.items()}
-        b["language"] = mx.full((len(rows),), lang, dtype=mx.int32)
-        (loss, parts), grads = grad_fn(model, b)
-        grads, _ = optim.clip_grad_norm(grads, r.grad_clip)
-        opt.learning_rate = lr_at(step)
-        opt.update(model, grads)
-        mx.eval(model.parameters(), opt.state, loss)
+        model = load_mlx_model(out / "voice" / "acoustic.safetensors")[0]
+    else:
+        mx.random.seed(r.seed)
+        rng = np.random.default_rng(r.seed)
+        model = FastSpeech2.from_spec(spec)
+        align_fn = mlx_log_attention_fn(model, lang) if r.alignment == "learned" else None
+        order = np.argsort([len(m) for m in feats["mel"]])
+        batches = [list(order[i:i + r.batch_size]) for i in range(0, len(order), r.batch_size)]
+        opt = optim.AdamW(learning_rate=r.lr, betas=[0.9, 0.98], weight_decay=0.01)
+        grad_fn = nn.value_and_grad(model, lambda m, b: tts_loss(m, b))
+        bar = None
+        if progress:
+            from tqdm import tqdm  # noqa: PLC0415
+            bar = tqdm(total=steps, desc="train tts", unit="step")
+        with open(out / "train_log.jsonl", "a", encoding="utf-8") as log:
+            for step in range(steps):
+                rows = batches[int(rng.integers(len(batches)))]
+                nb = step_batch(feats, rows, stats, r, step, align_fn)
+                b = {k: (mx.array(v) if isinstance(v, np.ndarray) else v) for k, v in nb.items()}
+                b["language"] = mx.full((len(rows),), lang, dtype=mx.int32)
+                (loss, parts), grads = grad_fn(model, b)
+                grads, _ = optim.clip_grad_norm(grads, r.grad_clip)
+                opt.learning_rate = lr_schedule(step, r, steps)
+                opt.update(model, grads)
+                mx.eval(model.parameters(), opt.state, loss)
+                if bar is not None:
+                    bar.update(1)
+                if step % r.log_every == 0 or step == steps - 1:
+                    rec = {"step": step, "loss": float(loss), **{k: float(v) for k, v in parts.items()},
+                           "lr": lr_schedule(step, r, steps), "elapsed_s": round(time.perf_counter() - t0, 1)}
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{rec['loss']:.3f}", mel=f"{rec['mel']:.3f}")
+                if (step + 1) % r.save_every == 0 or step == steps - 1:
+                    write_voice(out / "voice", model, spec, r)
         if bar is not None:
-            bar.update(1)
-        if step % r.log_every == 0 or step == steps - 1:
-            rec = {"step": step, "loss": float(loss), **{k: float(v) for k, v in parts.items()},
-                   "lr": lr_at(step), "elapsed_s": round(time.perf_counter() - t0, 1)}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            if bar is not None:
-                bar.set_postfix(loss=f"{rec['loss']:.3f}", mel=f"{rec['mel']:.3f}")
-        if (step + 1) % r.save_every == 0 or step == steps - 1:
-            write_voice(out / "voice", model, spec, r)
-    if bar is not None:
-        bar.close()
-    return {"steps": steps, "voice": str(out / "voice"), "final_loss": float(loss),
-            "elapsed_s": round(time.perf_counter() - t0, 1)}
+            bar.close()
+        summary["final_loss"] = float(loss)
+    summary["elapsed_s"] = round(time.perf_counter() - t0, 1)
+    if r.alignment == "learned" and any(x is not None for x in feats["ref"]):
+        summary["alignment"] = alignment_report(feats, mlx_log_attention_fn(model, lang), r.batch_size)
+    return summary
 
 
 def _mel_rate(preset: str) -> int:
@@ -310,9 +542,11 @@ def write_voice(voice_dir: Path, model: Any, spec: Any, recipe: Any) -> None:
 
     voice_dir.mkdir(parents=True, exist_ok=True)
     save_mlx_model(voice_dir / "acoustic.safetensors", model, model="fastspeech2", spec=spec)
+    source = recipe.ljspeech or recipe.manifest
     meta = {"name": Path(recipe.out_dir).name, "language": recipe.language, "mel_preset": recipe.mel_preset,
-            "speakers": [recipe.voice], "teacher": f"festival {recipe.voice}",
-            "vocoder": "griffin-lim"}
+            "speakers": [Path(source).stem if source else recipe.voice],
+            "teacher": f"recordings {source}" if source else f"festival {recipe.voice}",
+            "alignment": recipe.alignment, "vocoder": "griffin-lim"}
     old = voice_dir / "voice.json"
     if old.is_file():  # keep a vocoder entry written by the vocoder recipe
         meta["vocoder"] = json.loads(old.read_text()).get("vocoder", "griffin-lim")
@@ -329,5 +563,12 @@ if __name__ == "__main__":
     _p.add_argument("config")
     _p.add_argument("--steps", type=int, default=None)
     _p.add_argument("--backend", choices=["mlx", "torch"], default="mlx")
+    _p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     _a = _p.parse_args()
-    print(_json.dumps(train_voice(_a.config, steps=_a.steps, backend=_a.backend)))
+    from mlx_speech.errors import UserError
+
+    try:
+        print(_json.dumps(train_voice(_a.config, steps=_a.steps, overrides=_a.overrides, backend=_a.backend)))
+    except UserError as _e:
+        print(f"error: {_e}", file=_sys.stderr)
+        _sys.exit(2)
