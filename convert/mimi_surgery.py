@@ -261,23 +261,21 @@ def _check_tag(weights: Path, model: str) -> None:
         raise CheckpointError(f"{weights}: an mlx-speech {model!r} checkpoint, not {MODEL_NAME}")
 
 
-def load_mimi9(path: str | Path) -> Any:
-    """An MLX ``Mimi9Model`` (eval mode) from a tagged file or a surgery output folder."""
-    from convert.checkpoint import load_mlx_model, read_metadata  # noqa: PLC0415
+def _load(path: str | Path, backend: str) -> Any:
+    from convert.checkpoint import load_mlx_model, load_torch_model, read_metadata  # noqa: PLC0415
 
     weights = _weights(path)
     _check_tag(weights, read_metadata(weights).get("model", "?"))
-    model, _ = load_mlx_model(weights)
+    model, _ = (load_mlx_model if backend == "mlx" else load_torch_model)(weights)
     model.eval()
     return model
+
+
+def load_mimi9(path: str | Path) -> Any:
+    """An MLX ``Mimi9Model`` (eval mode) from a tagged file or a surgery output folder."""
+    return _load(path, "mlx")
 
 
 def load_mimi9_torch(path: str | Path) -> Any:
     """A torch_ref ``Mimi9Model`` (eval mode) from a tagged file or a surgery output folder."""
-    from convert.checkpoint import load_torch_model, read_metadata  # noqa: PLC0415
-
-    weights = _weights(path)
-    _check_tag(weights, read_metadata(weights).get("model", "?"))
-    model, _ = load_torch_model(weights)
-    model.eval()
-    return model
+    return _load(path, "torch")

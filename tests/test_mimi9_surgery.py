@@ -18,7 +18,7 @@ import torch
 from click.testing import CliRunner
 from mlx.utils import tree_flatten
 from safetensors.numpy import load_file
-from test_mimi_upstream import _randomize_upstream, _wav
+from test_mimi_upstream import _randomize_upstream, _wav, moshi_tiny
 
 from cli import cli
 from convert.mimi import load_mimi, load_mimi_torch, save_mimi
@@ -35,24 +35,7 @@ DIMS = {"qwen_dim": 24, "wavlm_dim": 20}
 
 
 def _moshi_tiny(spec: MimiSpec):
-    loaders = pytest.importorskip("moshi.models.loaders", reason="moshi not installed")
-    seanet = {**loaders._seanet_kwargs, "dimension": spec.dimension, "n_filters": spec.n_filters,
-              "ratios": spec.ratios}
-    config = {
-        "sample_rate": spec.sample_rate, "channels": 1, "frame_rate": spec.frame_rate,
-        "seanet": seanet,
-        "quantizer": {"dimension": spec.rvq_dim, "n_q": spec.total_codebooks,
-                      "bins": spec.codebook_size, "input_dimension": spec.dimension,
-                      "output_dimension": spec.dimension},
-        "transformer": {**loaders._transformer_kwargs, "d_model": spec.dimension,
-                        "num_heads": spec.num_heads, "num_layers": spec.num_layers,
-                        "context": spec.context, "dim_feedforward": spec.ffn_dim,
-                        "input_dimension": spec.dimension, "output_dimensions": [spec.dimension]},
-    }
-    torch.manual_seed(0)
-    up = loaders.get_mimi(None, config, device="cpu", num_codebooks=spec.total_codebooks)
-    _randomize_upstream(up, sum_name="embedding_sum", flag_name="_initialized", layer_scale=0.5)
-    return up
+    return moshi_tiny(spec)
 
 
 def _hf_tiny(spec: MimiSpec):

@@ -38,6 +38,29 @@ def _randomize_upstream(model: torch.nn.Module, *, sum_name: str, flag_name: str
                 p.copy_(layer_scale * (0.5 + torch.rand(p.shape, generator=gen)))
 
 
+
+def moshi_tiny(spec: MimiSpec, *, num_codebooks: int | None = None) -> torch.nn.Module:
+    """A random-init moshi ``MimiModel`` shaped like ``spec`` with filled codebooks (seed 0)."""
+    loaders = pytest.importorskip("moshi.models.loaders", reason="moshi not installed")
+    seanet = {**loaders._seanet_kwargs, "dimension": spec.dimension, "n_filters": spec.n_filters,
+              "ratios": spec.ratios}
+    config = {
+        "sample_rate": spec.sample_rate, "channels": 1, "frame_rate": spec.frame_rate,
+        "seanet": seanet,
+        "quantizer": {"dimension": spec.rvq_dim, "n_q": spec.total_codebooks,
+                      "bins": spec.codebook_size, "input_dimension": spec.dimension,
+                      "output_dimension": spec.dimension},
+        "transformer": {**loaders._transformer_kwargs, "d_model": spec.dimension,
+                        "num_heads": spec.num_heads, "num_layers": spec.num_layers,
+                        "context": spec.context, "dim_feedforward": spec.ffn_dim,
+                        "input_dimension": spec.dimension, "output_dimensions": [spec.dimension]},
+    }
+    torch.manual_seed(0)
+    up = loaders.get_mimi(None, config, device="cpu",
+                          num_codebooks=num_codebooks or spec.total_codebooks)
+    _randomize_upstream(up, sum_name="embedding_sum", flag_name="_initialized", layer_scale=0.5)
+    return up
+
 def _wav(seconds: float = 1.0, batch: int = 1) -> np.ndarray:
     rows = [speechlike(sr=24000, seconds=seconds, f0=110.0 + 40 * b, seed=b) for b in range(batch)]
     return np.stack(rows).astype(np.float32)
@@ -105,27 +128,10 @@ def test_moshi_streaming_matches_ours(moshi_pair):
 def test_moshi_sliding_context_small_model(tmp_path):
     """A small moshi Mimi whose 6-frame attention window is much shorter than the input: the
     context semantics (window, cache trimming) and the downsample's replicate pad match."""
-    loaders = pytest.importorskip("moshi.models.loaders", reason="moshi not installed")
     from safetensors.torch import save_file
 
     spec = MimiSpec.from_preset("mimi_tiny", num_codebooks=4)
-    seanet = {**loaders._seanet_kwargs, "dimension": spec.dimension, "n_filters": spec.n_filters,
-              "ratios": spec.ratios}
-    config = {
-        "sample_rate": spec.sample_rate, "channels": 1, "frame_rate": spec.frame_rate,
-        "seanet": seanet,
-        "quantizer": {"dimension": spec.rvq_dim, "n_q": spec.total_codebooks,
-                      "bins": spec.codebook_size, "input_dimension": spec.dimension,
-                      "output_dimension": spec.dimension},
-        "transformer": {**loaders._transformer_kwargs, "d_model": spec.dimension,
-                        "num_heads": spec.num_heads, "num_layers": spec.num_layers,
-                        "context": spec.context, "dim_feedforward": spec.ffn_dim,
-                        "input_dimension": spec.dimension,
-                        "output_dimensions": [spec.dimension]},
-    }
-    torch.manual_seed(0)
-    up = loaders.get_mimi(None, config, device="cpu", num_codebooks=4)
-    _randomize_upstream(up, sum_name="embedding_sum", flag_name="_initialized", layer_scale=0.5)
+    up = moshi_tiny(spec, num_codebooks=4)
     path = tmp_path / "tiny.safetensors"
     save_file({k: v.contiguous() for k, v in up.state_dict().items()}, str(path))
     wav = _wav(0.05)  # 1200 samples = 25 frames = 50 encoder frames >> context 6
