@@ -32,13 +32,27 @@ class DataParallel:
         self.enabled = self.world > 1
 
     def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
-        """``module`` in DDP when data parallel (gradients averaged over ranks in backward)."""
+        """``module`` in DDP when data parallel (gradients averaged over ranks in backward).
+
+        Buffers are not broadcast from rank 0 at each forward: the trainer averages them over
+        ranks after each step (:meth:`average_buffers`), as the MLX trainer does."""
         if not self.enabled or not any(p.requires_grad for p in module.parameters()):
             return module
         from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: PLC0415
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DDP(module, device_ids=ids)
+        return DDP(module, device_ids=ids, broadcast_buffers=False)
+
+    @torch.no_grad()
+    def average_buffers(self, module: torch.nn.Module) -> None:
+        """Replace every floating-point buffer by its mean over ranks (EMA codebook statistics
+        each rank updated from its own rows)."""
+        if not self.enabled:
+            return
+        for b in module.buffers():
+            if b.is_floating_point():
+                dist.all_reduce(b)
+                b.div_(self.world)
 
     def mean(self, values: torch.Tensor) -> torch.Tensor:
         if not self.enabled:

@@ -6,22 +6,18 @@ their EMA update (registered buffers) and the others are kept fixed the same way
 no smoothing, no restarts).
 
 GAN variant (``model.loss.adversarial > 0``): the same :class:`Mimi9GAN` wrapper and losses as
-the MLX twin. The MLX trainer discards the codebook-buffer updates of the discriminator
-pass's generator forward; torch keeps registered buffers, so the discriminator pass here
-saves the generator's buffers on its first micro-batch and the generator pass's first
-micro-batch puts them back (the forward still runs in training mode, so the quantizers'
-numpy generators and step counters advance as in MLX).
+the MLX twin. Both trainers discard the codebook-buffer updates of the discriminator pass's
+generator forward (torch_ref.train.trainer restores the buffers before the generator pass);
+that forward still runs in training mode, so the quantizers' numpy generators and step
+counters advance in both.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from torch import nn
 
 from mlx_speech.errors import CheckpointError
-from mlx_speech.specs.mimi9_train import Mimi9TrainSpec
 from mlx_speech.train.mimi9_data import Mimi9Base, weights_file
 from torch_ref.quantize.codebook import EMACodebook
 from torch_ref.train.discriminators import HiFiGANDiscriminator
@@ -108,10 +104,6 @@ class Mimi9Task(Mimi9Base):
     """Reconstruction + commitment + Qwen / WavLM distillation, optionally + GAN terms (see the
     MLX twin). The generator and discriminator passed to the GAN losses may be DDP wrappers."""
 
-    def __init__(self, spec: dict[str, Any] | Mimi9TrainSpec) -> None:
-        super().__init__(spec)
-        self._held: list[torch.Tensor] | None = None  # generator buffers of this step's start
-
     def build(self) -> nn.Module:
         model = load_model(self)
         init_codebooks(model, self)
@@ -152,8 +144,6 @@ class Mimi9Task(Mimi9Base):
     def discriminator_loss(self, generator: nn.Module, discriminator: nn.Module,
                            inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         wav = inputs["wav"].float()
-        if self._held is None:
-            self._held = [b.detach().clone() for b in generator.buffers()]
         with torch.no_grad():
             fake = generator(wav).audio.float()
         scores, _ = discriminator(torch.cat([wav, fake], dim=0))
@@ -163,11 +153,6 @@ class Mimi9Task(Mimi9Base):
 
     def generator_loss(self, generator: nn.Module, discriminator: nn.Module,
                        inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if self._held is not None:  # undo the discriminator pass's codebook EMA updates
-            with torch.no_grad():
-                for b, v in zip(generator.buffers(), self._held):
-                    b.copy_(v)
-            self._held = None
         total, metrics, audio = self.distill(generator, inputs)
         wav = inputs["wav"].float()
         scores, feats = discriminator(torch.cat([wav, audio], dim=0))

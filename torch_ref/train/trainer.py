@@ -123,12 +123,14 @@ class Trainer(TrainLoop):
         task, nets = self.task, self.nets
         metrics: dict[str, float] = {}
         finite = True
+        held = self._hold_buffers()
         if task.gan:
             d_loss, d_met = self._backward(
                 lambda x: task.discriminator_loss(nets["generator"], nets["discriminator"], x), micro)
             ok, _ = self._update("doptim", d_loss, lr_scale)
             finite = finite and ok
             metrics.update(d_met)
+            self._restore_buffers(held)  # only the generator pass updates buffers (as in MLX)
             loss, met = self._backward(
                 lambda x: task.generator_loss(nets["generator"], nets["discriminator"], x), micro)
         else:
@@ -136,9 +138,22 @@ class Trainer(TrainLoop):
         ok, norm = self._update("optim", loss, lr_scale)
         finite = finite and ok
         metrics.update(met)
+        if not finite:  # a skipped step changes nothing, buffers included
+            self._restore_buffers(held)
+        elif held:
+            self.dp.average_buffers(self.model)
         if self.ema is not None and finite:
             self.ema.update(self.model, step)
         return StepResult(loss=loss, grad_norm=norm, finite=finite, metrics=metrics)
+
+    def _hold_buffers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Copies of the model's buffers (EMA codebook statistics) at the start of a step."""
+        return [(b, b.detach().clone()) for b in self.model.buffers()]
+
+    @torch.no_grad()
+    def _restore_buffers(self, held: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        for b, v in held:
+            b.copy_(v)
 
     @torch.no_grad()
     def _eval_batch(self, inputs: dict[str, np.ndarray]) -> tuple[float, int]:
