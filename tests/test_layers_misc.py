@@ -139,6 +139,62 @@ def test_exp_fast_matches_exp_and_has_exact_gradient():
     assert np.array_equal(np.array(g), np.array(macts.exp_fast(xs)))
 
 
+def test_gelu_cpu_kernels_accuracy_specials_and_gradient():
+    # the vectorised CPU GELU over a wide range, incl. |x| far past the erf clamp
+    x = np.concatenate([np.linspace(-12, 12, 48001),
+                        [-1e4, -100.0, -6.0, -5.66, 5.66, 6.0, 100.0, 1e4]]).astype(np.float32)
+    ref = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(np.float64)])
+    with mx.stream(mx.cpu):
+        y = np.array(macts.gelu_cpu(mx.array(x)))
+        special = np.array(macts.gelu_cpu(mx.array([np.inf, -np.inf, np.nan], dtype=mx.float32)))
+        auto = np.array(macts.get_activation("gelu")(mx.array(x)))
+        xs = mx.array(x[:48001])
+        g = np.array(mx.grad(lambda v: macts.gelu_cpu(v).sum())(xs))
+        g_old = np.array(mx.grad(lambda v: macts.gelu(v).sum())(xs))
+        strided = mx.array(x[:48000]).reshape(240, 200).T  # non-contiguous input
+        assert np.array_equal(np.array(macts.gelu_cpu(strided)),
+                              np.array(macts.gelu_cpu(mx.contiguous(strided))))
+    assert np.abs(y - ref).max() < 1.5e-6
+    assert np.array_equal(y, auto)
+    assert y[-8] == 0.0 and y[-7] == 0.0 and y[-1] == x[-1] and y[-2] == x[-2]  # exact tails
+    assert special[0] == np.inf and np.isnan(special[1:]).all()
+    tx = torch.tensor(x[:48001].astype(np.float64), requires_grad=True)
+    torch.nn.functional.gelu(tx).sum().backward()
+    assert np.abs(g - tx.grad.numpy()).max() < 1e-6  # explicit Phi + x phi, not autodiff
+    assert np.abs(g_old - tx.grad.numpy()).max() < 2e-5  # (autodiff of the rational erf form)
+
+
+def test_cpu_kernel_cache_is_bounded_per_shape():
+    # streaming feeds many chunk lengths: the per-shape compiled kernels stay bounded (LRU)
+    cache = macts._gelu_from_arg_k
+    with mx.stream(mx.cpu):
+        for n in range(1, cache._size + 8):
+            mx.eval(macts.gelu_cpu(mx.zeros((1, n, 3))))
+        first = list(cache._cache)[0]
+        mx.eval(macts.gelu_cpu(mx.zeros(first[0][0])))  # a hit moves to the back
+    assert len(cache._cache) == cache._size
+    assert list(cache._cache)[-1] == first
+
+
+def test_exp2_fast_accuracy_masks_nan_and_gradient():
+    t = np.concatenate([np.linspace(-130, 0, 130001), [-1e30, -np.inf, np.nan]]).astype(np.float32)
+    with mx.stream(mx.cpu):
+        y = np.array(macts.exp2_fast(mx.array(t)))
+        ts = mx.array(t[:130001])
+        g = np.array(mx.grad(lambda v: macts.exp2_fast(v).sum())(ts))
+        # a softmax mask: -inf / huge negative scores get exactly 0 weight
+        s = mx.array([[0.0, -np.inf, -1e30, -3.0]], dtype=mx.float32)
+        w = np.array(macts.exp_fast(s - mx.max(s, axis=-1, keepdims=True)))
+    ref = np.exp2(t[:130001].astype(np.float64))
+    keep = ref > 2.0 ** -126
+    assert (np.abs(y[:130001] - ref)[keep] / ref[keep]).max() < 3e-7
+    assert (y[:130001][~keep] <= 2.0 ** -126).all()
+    assert y[-3] == 0.0 and y[-2] == 0.0 and np.isnan(y[-1])
+    assert w[0, 1] == 0.0 and w[0, 2] == 0.0 and w[0, 0] == 1.0
+    assert np.abs(w[0, 3] - math.exp(-3.0)) < 1e-7
+    assert (np.abs(g - np.log(2) * ref)[keep] / (np.log(2) * ref[keep])).max() < 3e-7
+
+
 def test_snake_parity_layout_and_formula(rng):
     m, t = twins(macts.Snake, tacts.Snake, rng, channels=6)
     alpha = np.array(m.alpha)

@@ -49,25 +49,124 @@ _LOG2E = 1.4426950408889634
 # < 1e-8 relative, below float32 rounding (6e-8).
 _EXP2_C = tuple(math.log(2.0) ** k / math.factorial(k) for k in range(8))
 
+# CPU element-wise kernels. MLX's CPU backend runs its transcendental ops (exp, erf, tanh) as
+# scalar loops with libm calls (floor, fma) per element, ~20 ns per element. ``mx.compile``
+# generates C++ that g++ -O3 auto-vectorises (SSE, 4 lanes), but only when the generated loop
+#   * reads contiguous arrays (a broadcast operand or ``shapeless=True`` gives a strided loop),
+#   * fuses into one kernel: MLX stops fusing at a dependency depth of 11 ops (every extra
+#     kernel writes and re-reads an intermediate array), so polynomials are evaluated in
+#     Estrin's scheme (depth ~2 log2(degree)) instead of Horner's (depth 2 x degree), and
+#   * has no branch: ``maximum`` / ``minimum`` carry a NaN test, and a ``where`` with a literal
+#     constant arm lets g++ fold the following arithmetic into the arms; both leave a scalar
+#     loop. Clamps are therefore ``where`` against bounds passed in as arrays (:data:`_BOUNDS`).
+# Measured (one core, 3M elements): exp 62 ms (mx.exp) -> 4 ms; exact GELU on (499, 3072)
+# ~10 ms -> ~2.5 ms. A bitcast (``mx.view``) cannot be fused, so ``exp2_fast`` is two kernels.
+
+
+def _estrin(w: mx.array, coeffs: tuple[float, ...]) -> mx.array:
+    """``sum_k coeffs[k] * w**k`` by Estrin's scheme (pairs, then pairs of pairs, ...)."""
+    terms = [coeffs[i] + coeffs[i + 1] * w if i + 1 < len(coeffs) else coeffs[i]
+             for i in range(0, len(coeffs), 2)]
+    power = w * w
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] * power if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+        if len(terms) > 1:
+            power = power * power
+    return terms[0]
+
+
+class _PerShape:
+    """``mx.compile(fn)`` specialised per input shapes and dtypes, at most ``size`` kept (LRU).
+
+    Shape-specialised kernels are the vectorised ones (see above); the generated source does
+    not depend on the shape, so a new shape costs a retrace, not a C++ compile. The bound keeps
+    streaming (many chunk lengths) from growing MLX's compile cache without limit.
+    """
+
+    def __init__(self, fn: Callable[..., mx.array], size: int = 64) -> None:
+        self._fn, self._size = fn, size
+        self._cache: dict[tuple, Callable[..., mx.array]] = {}
+
+    def __call__(self, *args: mx.array) -> mx.array:
+        key = tuple((a.shape, a.dtype) for a in args)
+        fn = self._cache.pop(key, None)
+        if fn is None:
+            fn = mx.compile(self._fn)
+            if len(self._cache) >= self._size:
+                self._cache.pop(next(iter(self._cache)))  # least recently used
+        self._cache[key] = fn
+        return fn(*args)
+
+
+# 1.5 * 2**23 and a neighbouring even integer: (y + M) - M rounds y (|y| < 2**22) to the
+# nearest integer, ties to even, in plain float arithmetic (no libm call). Two different
+# constants so that MLX's common-subexpression pass keeps one copy in each of the two exp2
+# kernels (they round the same y, and both give the same integer).
+_ROUND_M1 = 12582912.0
+_ROUND_M2 = 12582914.0
+_BOUNDS: dict[str, mx.array] = {}
+
+
+def _bound(name: str, value: float) -> mx.array:
+    """A float32 scalar array passed into a kernel as a clamp bound (see the notes above)."""
+    b = _BOUNDS.get(name)
+    if b is None:
+        b = _BOUNDS[name] = mx.array(value, dtype=mx.float32)
+    return b
+
+
+def _exp2_bits(t: mx.array, lo: mx.array) -> mx.array:
+    """``2**n`` as int32 float bits, ``n = round(max(t, -127))``: exponent field ``n + 127``."""
+    y = mx.where(t < lo, lo, t)
+    return mx.left_shift(((y + _ROUND_M2) - (_ROUND_M2 - 127.0)).astype(mx.int32), 23)
+
+
+def _exp2_mantissa(t: mx.array, two_n: mx.array, lo: mx.array) -> mx.array:
+    """``2**f * 2**n`` with ``f = y - n`` in [-1/2, 1/2] (Taylor, degree 7)."""
+    y = mx.where(t < lo, lo, t)
+    return _estrin(y - ((y + _ROUND_M1) - _ROUND_M1), _EXP2_C) * two_n
+
+
+_exp2_bits_k = _PerShape(_exp2_bits)
+_exp2_mantissa_k = _PerShape(_exp2_mantissa)
+
+
+def _on_cpu() -> bool:
+    return mx.default_device().type == mx.DeviceType.cpu
+
+
+@mx.custom_function
+def exp2_fast(t: mx.array) -> mx.array:
+    """``2**t`` for float32 ``t <= 0``, relative error ~2e-7 (mx.exp: ~1e-7); CPU kernels.
+
+    ``2**n`` with ``n = round(t)`` is written straight into the float exponent bits and
+    ``2**(t - n)`` is a polynomial. ``t < -126.5`` (and ``-inf``) gives exactly 0, NaN gives NaN;
+    ``t > 0`` is outside the contract (``+inf`` gives NaN). On a GPU it is ``exp(t ln 2)``.
+    The gradient is ``ln 2 * 2**t`` (the bit cast has none).
+    """
+    if not _on_cpu():
+        return mx.exp(t * math.log(2.0))
+    t = mx.contiguous(t.astype(mx.float32))
+    lo = _bound("exp2_lo", -127.0)
+    two_n = mx.view(_exp2_bits_k(t, lo), mx.float32)
+    return _exp2_mantissa_k(t, two_n, lo)
+
+
+@exp2_fast.vjp
+def _exp2_fast_vjp(primals, cotangent, output):
+    return cotangent * (output * math.log(2.0)).astype(cotangent.dtype)
+
 
 @mx.custom_function
 def exp_fast(x: mx.array) -> mx.array:
-    """``exp(x)`` for float32 ``x <= 0`` (softmax after max subtraction), as accurate as mx.exp.
-
-    ``2 ** (n + f)`` with ``n = round(x log2 e)`` written straight into the float exponent
-    bits and ``2 ** f`` as a polynomial; results below ``2 ** -126`` flush to exactly 0 (also for
-    ``-inf``). Why: mx.exp on the CPU backend is a scalar loop, and the softmax of attention
-    is its largest user. The gradient is the exact ``d exp = exp`` (the bit cast has none).
+    """``exp(x)`` for float32 ``x <= 0`` (softmax after max subtraction): :func:`exp2_fast` of
+    ``x log2 e`` on the CPU (results below ``2**-126.5``, and ``-inf``, give exactly 0),
+    ``mx.exp`` on a GPU. The gradient is the exact ``d exp = exp``.
     """
-    y = mx.maximum(x * _LOG2E, -127.0)
-    n = mx.round(y)
-    f = y - n
-    p = _EXP2_C[-1]
-    for c in reversed(_EXP2_C[:-1]):
-        p = p * f + c
-    # n = -127 gives exponent bits 0 and mantissa 0: exactly 0.0.
-    two_n = mx.view(mx.left_shift(n.astype(mx.int32) + 127, 23), mx.float32)
-    return p * two_n
+    if not _on_cpu():
+        return mx.exp(x)
+    return exp2_fast(x.astype(mx.float32) * _LOG2E)
 
 
 @exp_fast.vjp
@@ -79,6 +178,66 @@ def gelu(x: mx.array) -> mx.array:
     """Exact GELU, ``x * Phi(x)`` with the erf form (torch ``F.gelu``); float32 inside."""
     xf = x.astype(mx.float32)
     return (0.5 * xf * (1.0 + erf(xf * _SQRT_HALF))).astype(x.dtype)
+
+
+def _erf_arg(x: mx.array, lo: mx.array, hi: mx.array) -> mx.array:
+    u = x * _SQRT_HALF
+    return mx.where(u < lo, lo, mx.where(u > hi, hi, u))
+
+
+def _gelu_from_arg(x: mx.array, u: mx.array) -> mx.array:
+    w = u * u
+    return (0.5 * x) * (1.0 + (u * _estrin(w, _ERF_P)) / _estrin(w, _ERF_Q))
+
+
+# d gelu / dx = Phi(x) + x phi(x): Phi from the same rational (0.5 folded into P), phi through
+# exp2_fast of -x**2 log2(e) / 2.
+_ERF_P_HALF = tuple(0.5 * c for c in _ERF_P)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _neg_half_sq(x: mx.array) -> mx.array:
+    return (x * x) * (-0.5 * _LOG2E)
+
+
+_neg_half_sq_k = _PerShape(_neg_half_sq)
+
+
+def _gelu_grad(x: mx.array, u: mx.array, e: mx.array, cotangent: mx.array) -> mx.array:
+    w = u * u
+    phi_cdf = (0.5 + (u * _estrin(w, _ERF_P_HALF)) / _estrin(w, _ERF_Q))
+    return cotangent * (phi_cdf + (x * e) * _INV_SQRT_2PI)
+
+
+_erf_arg_k = _PerShape(_erf_arg)
+_gelu_from_arg_k = _PerShape(_gelu_from_arg)
+_gelu_grad_k = _PerShape(_gelu_grad)
+
+
+@mx.custom_function
+def gelu_cpu(x: mx.array) -> mx.array:
+    """:func:`gelu` as two vectorised CPU kernels (clamp, then the rational erf in Estrin form);
+    same formula and accuracy (max abs error vs float64 ~1e-6 for |x| <= 12, exactly 0 / x
+    beyond +-5.66). Float32 inside. The gradient ``Phi(x) + x phi(x)`` is a vectorised kernel
+    too (autodiff through the forward kernels gave ~60 ops of scalar, unfused passes)."""
+    xf = mx.contiguous(x.astype(mx.float32))
+    u = _erf_arg_k(xf, _bound("erf_lo", -4.0), _bound("erf_hi", 4.0))
+    return _gelu_from_arg_k(xf, u).astype(x.dtype)
+
+
+@gelu_cpu.vjp
+def _gelu_cpu_vjp(primals, cotangent, output):
+    x = primals[0] if isinstance(primals, (list, tuple)) else primals
+    xf = mx.contiguous(x.astype(mx.float32))
+    u = _erf_arg_k(xf, _bound("erf_lo", -4.0), _bound("erf_hi", 4.0))
+    e = exp2_fast(_neg_half_sq_k(xf))
+    g = _gelu_grad_k(xf, u, e, mx.contiguous(cotangent.astype(mx.float32)))
+    return g.astype(cotangent.dtype)
+
+
+def gelu_auto(x: mx.array) -> mx.array:
+    """Exact GELU by device: :func:`gelu_cpu` on the CPU, the fused ``gelu`` on a GPU."""
+    return gelu_cpu(x) if _on_cpu() else gelu_fused(x)
 
 
 def gelu_tanh(x: mx.array) -> mx.array:
@@ -107,12 +266,12 @@ def identity(x: mx.array) -> mx.array:
     return x
 
 
-# One fused elementwise kernel for the ~20 passes of gelu (2x faster on the CPU backend);
-# shapeless, so new sequence lengths do not recompile.
+# One fused elementwise kernel for the ~20 passes of gelu; shapeless, so new sequence lengths do
+# not recompile (GPU path of gelu_auto).
 gelu_fused = mx.compile(gelu, shapeless=True)
 
 ACTIVATIONS: dict[str, Callable[[mx.array], mx.array]] = {
-    "gelu": gelu_fused,
+    "gelu": gelu_auto,
     "gelu_tanh": gelu_tanh,
     "silu": silu,
     "relu": relu,
@@ -186,4 +345,4 @@ class GELU(nn.Module):
         self.approximate = approximate
 
     def __call__(self, x: mx.array) -> mx.array:
-        return gelu_tanh(x) if self.approximate == "tanh" else gelu(x)
+        return gelu_tanh(x) if self.approximate == "tanh" else gelu_auto(x)

@@ -15,7 +15,8 @@ Which key a query at absolute position ``p`` may see (True = attend):
 
 The attention kernel (:func:`scaled_dot_product_attention`) is ``mx.fast`` on a GPU; on the
 CPU backend, where ``mx.fast.scaled_dot_product_attention`` is an unfused fallback whose
-softmax runs a scalar ``exp``, a matmul / vectorised-softmax / matmul path is 2-3x faster.
+softmax runs a scalar ``exp``, a matmul / vectorised-softmax (``exp2_fast``) / matmul path is
+several times faster.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-from mlx_speech.layers.activations import exp_fast
+from mlx_speech.layers.activations import _LOG2E, exp2_fast
 from mlx_speech.layers.kv_cache import KVCache
 from mlx_speech.layers.rope import RotaryEmbedding
 
@@ -85,7 +86,8 @@ def scaled_dot_product_attention(q: mx.array, k: mx.array, v: mx.array, *, scale
             raise ValueError(f"attention: unknown mask {mask!r}; expected 'causal' or an array")
         mask = (mx.arange(T)[:, None] + (S - T)) >= mx.arange(S)[None, :]
     # Grouped heads share k/v by broadcasting over a group axis: (B, H_kv, rep, T, .).
-    qg = (q * mx.array(scale, dtype=q.dtype)).reshape(B, Hkv, rep, T, Dh)
+    # Scores come out in log2 units (scale * log2 e folded into q), so the softmax is exp2_fast.
+    qg = (q * mx.array(scale * _LOG2E, dtype=q.dtype)).reshape(B, Hkv, rep, T, Dh)
     scores = (qg @ k[:, :, None].swapaxes(-1, -2)).astype(mx.float32)
     if mask is not None:
         if mask.ndim == 4:
@@ -95,7 +97,7 @@ def scaled_dot_product_attention(q: mx.array, k: mx.array, v: mx.array, *, scale
         # Finite fill: a row with no visible key stays finite (the caller zeroes it).
         scores = mx.where(mask, scores, -1e30)
     scores = scores - mx.max(scores, axis=-1, keepdims=True)
-    weights = exp_fast(scores)
+    weights = exp2_fast(scores)
     # Normalising after the product divides (T, Dh) values instead of (T, S).
     out = (weights.astype(v.dtype) @ v[:, :, None]) * mx.reciprocal(
         mx.sum(weights, axis=-1, keepdims=True)).astype(v.dtype)

@@ -4,58 +4,21 @@ The shared :func:`mlx_speech.layers.attention.scaled_dot_product_attention` take
 only; WavLM (gated bucket bias) and w2v-BERT (Shaw / Transformer-XL terms) add a float bias to
 the scores, so this model-local kernel computes ``softmax(q k^T * scale + gate * bias) v`` with
 an optional boolean key mask. It follows the shared kernel's CPU recipe (matmul, float32
-softmax through an ``exp_fast``-style polynomial, normalising after the product)
-and fuses the element-wise passes over the ``(B, H, T, S)`` scores into two compiled kernels
-(bias add; subtract-max + exp): on the CPU backend every separate pass over those scores costs
-about as much as the ``q k^T`` product itself. On a GPU it calls
-``mx.fast.scaled_dot_product_attention`` with the bias as an additive mask.
+softmax in log2 units through the vectorised :func:`~mlx_speech.layers.activations.exp2_fast`,
+normalising after the product), with the gated bias added in one compiled pass. On a GPU it
+calls ``mx.fast.scaled_dot_product_attention`` with the bias as an additive mask.
 """
 
 from __future__ import annotations
 
 import mlx.core as mx
 
-from mlx_speech.layers.activations import _EXP2_C, _LOG2E
+from mlx_speech.layers.activations import _LOG2E, exp2_fast
 
 _NEG = -1e30  # finite fill: a row without any visible key stays finite
 
-_add = mx.compile(lambda s, b: s + b, shapeless=True)
+# s + g * b with g broadcast per query row (or a scalar): strided whatever we do, so shapeless
 _add_gated = mx.compile(lambda s, g, b: s + g * b, shapeless=True)
-
-
-def _exp_below(z: mx.array, m: mx.array) -> mx.array:
-    """``exp(z - m)`` for ``z <= m``, float32, as accurate as ``exp_fast`` (~6e-8 absolute).
-
-    The same ``2**n * poly(f)`` as :func:`mlx_speech.layers.activations.exp_fast`, written for
-    MLX's CPU code generator: a select instead of ``maximum`` (no NaN branch) and truncation of
-    ``y - 0.5`` instead of ``round`` (no libm call), ~1.5x faster per element. Results below
-    ``2**-125`` are clamped to ~``2**-125`` instead of underflowing to 0 (harmless in a softmax,
-    and never a denormal, which would slow the following GEMM down).
-    """
-    t = (z - m) * _LOG2E
-    y = mx.where(t < -125.0, -125.0, t)
-    n = (y - 0.5).astype(mx.int32)  # round to nearest for y <= 0
-    f = y - n.astype(mx.float32)
-    p = _EXP2_C[-1]
-    for c in reversed(_EXP2_C[:-1]):
-        p = p * f + c
-    return p * mx.view(mx.left_shift(n + 127, 23), mx.float32)
-
-
-# not shapeless: the exponent bits go through a view, which shapeless tracing rejects; a new
-# (B, H, T, S) retraces (cheap: the generated kernel source is cached)
-_exp_kernel = mx.compile(_exp_below)
-
-
-@mx.custom_function
-def _exp_shifted(z: mx.array, m: mx.array) -> mx.array:
-    return _exp_kernel(z, m)
-
-
-@_exp_shifted.vjp
-def _exp_shifted_vjp(primals, cotangent, output):
-    g = cotangent * output  # d exp(z - m) = exp(z - m) (dz - dm); the bit cast has no gradient
-    return g, -mx.sum(g, axis=-1, keepdims=True)
 
 
 def attend(q: mx.array, k: mx.array, v: mx.array, *, scale: float,
@@ -81,12 +44,13 @@ def attend(q: mx.array, k: mx.array, v: mx.array, *, scale: float,
     if gpu:
         mask = None if bias is None else bias.astype(q.dtype)
         return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
-    scores = ((q * mx.array(scale, dtype=q.dtype)) @ k.swapaxes(-1, -2)).astype(mx.float32)
-    if gate is not None:
-        scores = _add_gated(scores, gate.astype(mx.float32), bias.astype(mx.float32))
-    elif bias is not None:
-        scores = _add(scores, bias.astype(mx.float32))
-    weights = _exp_shifted(scores, mx.max(scores, axis=-1, keepdims=True))
+    # scores in log2 units (scale * log2 e folded into q and the bias gate): softmax by exp2_fast
+    q = q * mx.array(scale * _LOG2E, dtype=q.dtype)
+    scores = (q @ k.swapaxes(-1, -2)).astype(mx.float32)
+    if bias is not None:
+        g = mx.array(_LOG2E, dtype=mx.float32) if gate is None else gate.astype(mx.float32) * _LOG2E
+        scores = _add_gated(scores, g, bias.astype(mx.float32))
+    weights = exp2_fast(scores - mx.max(scores, axis=-1, keepdims=True))
     out = (weights.astype(v.dtype) @ v) * mx.reciprocal(
         mx.sum(weights, axis=-1, keepdims=True)).astype(v.dtype)
     return out

@@ -27,9 +27,9 @@ Speed (CPU backend; bench/ssl_encoders.py): element-wise work dominates this fro
   normalised output is one GEMM with per-example scaled weights (the shift rides in it as a
   constant-1 input column) followed by GELU; the big ``(B, T, 512)`` tensor is not re-read for
   statistics or rescaled;
-* GELU is compiled shape-specialised (:data:`gelu_kernel`) on contiguous inputs: MLX's CPU code
-  for a ``shapeless=True`` compile (the shared ``gelu_fused``) or for a broadcast operand walks
-  strides per element and is ~2x slower on these sizes;
+* GELU is :func:`~mlx_speech.layers.activations.gelu_auto` (on the CPU two shape-specialised,
+  vectorised kernels over a contiguous input; a broadcast operand would make MLX's compiled
+  CPU kernel strided and scalar);
 * the grouped positional convolution (kernel 128) is one batched GEMM per tap accumulated in
   place instead of an im2col matrix 128 times the input (:func:`grouped_conv1d`).
 """
@@ -40,21 +40,17 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlx_speech.layers import conv_kernels
-from mlx_speech.layers.activations import gelu, get_activation
+from mlx_speech.layers.activations import gelu_auto, get_activation
 from mlx_speech.layers.conv import Conv1d
 from mlx_speech.layers.norms import LayerNorm
 from mlx_speech.specs.ssl import ACTIVATIONS, Wav2Vec2Spec
 
 GROUP_NORM_EPS = 1e-5  # torch nn.GroupNorm / nn.BatchNorm1d default, as upstream uses them
 
-# Exact (erf) GELU, compiled per shape (see the module docstring).
-gelu_kernel = mx.compile(gelu)
-
-
 def activation(name: str):
     """Our activation for a transformers activation name (``"gelu"``, ``"swish"``, ...)."""
     ours = ACTIVATIONS[name]
-    return gelu_kernel if ours == "gelu" else get_activation(ours)
+    return get_activation(ours)  # "gelu": gelu_auto (see the module docstring)
 
 
 class ChannelNorm(nn.Module):
@@ -138,7 +134,7 @@ class ConvLayer(nn.Module):
         # one contiguous array (a broadcast operand makes MLX's compiled CPU kernel strided)
         ones = mx.ones((*frames.shape[:2], 1), dtype=frames.dtype)
         weight = mx.concatenate([w.T * scale, norm.bias - mean * scale], axis=1)  # (B, K+1, O)
-        return gelu_kernel(mx.concatenate([frames, ones], axis=-1) @ weight)
+        return gelu_auto(mx.concatenate([frames, ones], axis=-1) @ weight)
 
 
 class FeatureEncoder(nn.Module):
