@@ -51,6 +51,17 @@ def recipe(corpus: Path, out: Path, *, steps: int = 3, **model) -> TrainSpec:
     return TrainSpec._build(data, strict=True, where="test")
 
 
+def first_micro_batches(trainer, parts: int) -> list[dict]:
+    """The first training batch of ``trainer``'s data plan, prepared and cut into ``parts``."""
+    from mlx_speech.data.loader import Loader
+
+    with Loader(trainer.corpus.items, trainer.plan, sample_rate=trainer.spec.data.sample_rate,
+                crop_seconds=None, seed=0, prefetch=1, workers=1) as loader:
+        batch = next(loader)
+    rngs = [np.random.default_rng([0, i]) for i in range(len(batch.items))]
+    return split_rows(trainer.task.prepare(batch, rngs, train=True), parts)
+
+
 def test_to_frames_averages_teacher_windows():
     feats = np.arange(10, dtype=np.float32)[:, None]  # 50 Hz frames 0..9
     out = to_frames(feats, 50.0, 12.5, 3)  # frame f = mean of teacher frames 4f..4f+3 (clipped)
@@ -143,13 +154,7 @@ def test_first_step_losses_match_torch(corpus, tmp_path):
     m = make_trainer(spec, "mlx")
     t = make_trainer(recipe(corpus, tmp_path / "t"), "torch")
     copy_mlx_to_torch(m.model, t.model)
-    from mlx_speech.data.loader import Loader
-
-    with Loader(m.corpus.items, m.plan, sample_rate=spec.data.sample_rate, crop_seconds=None,
-                seed=0, prefetch=1, workers=1) as loader:
-        batch = next(loader)
-    rngs = [np.random.default_rng([0, i]) for i in range(len(batch.items))]
-    micro = split_rows(m.task.prepare(batch, rngs, train=True), 1)
+    micro = first_micro_batches(m, 1)
     rm = m._train_step(micro, 1.0, 0)
     rt = t._train_step(micro, 1.0, 0)
     for k in ("mel", "commitment", "qwen", "wavlm"):
@@ -166,18 +171,13 @@ def test_ema_heads_learn_in_both_trainers(corpus, tmp_path):
     adopts the updated buffers and ends the step where torch_ref (registered buffers) does;
     the other heads' codebooks stay fixed."""
     from convert.core import copy_mlx_to_torch
-    from mlx_speech.data.loader import Loader
 
     spec = recipe(corpus, tmp_path / "m", ema_heads=[0, 1])
     m = make_trainer(spec, "mlx")
     t = make_trainer(recipe(corpus, tmp_path / "t", ema_heads=[0, 1]), "torch")
     copy_mlx_to_torch(m.model, t.model)
     before = m.weights()
-    with Loader(m.corpus.items, m.plan, sample_rate=spec.data.sample_rate, crop_seconds=None,
-                seed=0, prefetch=1, workers=1) as loader:
-        batch = next(loader)
-    rngs = [np.random.default_rng([0, i]) for i in range(len(batch.items))]
-    micro = split_rows(m.task.prepare(batch, rngs, train=True), 2)  # two micro-batches in a row
+    micro = first_micro_batches(m, 2)  # two micro-batches in a row
     m._train_step(micro, 1.0, 0)
     t._train_step(micro, 1.0, 0)
     after = m.weights()
@@ -332,7 +332,6 @@ def test_gan_first_step_matches_torch(corpus, tmp_path):
     copied whole): the discriminator loss and every generator term agree, and the learning
     codebooks end where MLX's do (the discriminator pass's EMA updates are discarded in both)."""
     from convert.core import copy_mlx_to_torch
-    from mlx_speech.data.loader import Loader
 
     spec = gan_recipe(corpus, tmp_path / "m", ema_heads=[0, 1])
     m = make_trainer(spec, "mlx")
@@ -343,11 +342,7 @@ def test_gan_first_step_matches_torch(corpus, tmp_path):
     assert all(n.startswith("generator.") for n in m.optims["optim"].names)
     copy_mlx_to_torch(m.model, t.model)
     before = m.weights()
-    with Loader(m.corpus.items, m.plan, sample_rate=spec.data.sample_rate, crop_seconds=None,
-                seed=0, prefetch=1, workers=1) as loader:
-        batch = next(loader)
-    rngs = [np.random.default_rng([0, i]) for i in range(len(batch.items))]
-    micro = split_rows(m.task.prepare(batch, rngs, train=True), 2)
+    micro = first_micro_batches(m, 2)
     rm = m._train_step(micro, 1.0, 0)
     rt = t._train_step(micro, 1.0, 0)
     assert rm.finite and rt.finite
