@@ -334,3 +334,28 @@ class Mimi9Base(Task):
             wavlm.append(t["wavlm"][start:start + F])
         return {"wav": np.stack(wavs).astype(np.float32), "qwen": np.stack(qwen),
                 "qwen_durations": np.stack(qdur), "wavlm": np.stack(wavlm).astype(np.float32)}
+
+
+def head_codebooks(model: Any) -> list[Any]:
+    """The EMA codebook of each head 0..8 of a Mimi9 model, MLX or torch_ref (content, prosody,
+    then the acoustic levels): every codebook the model has."""
+    q = model.quantizer
+    return [lv.codebook for g in (q.content, q.prosody, q.acoustic) for lv in g.levels]
+
+
+def fix_codebooks(model: Any, *, ready_only: bool = False, keep_heads: tuple[int, ...] = (),
+                  decay: float | None = None) -> int:
+    """Make the EMA update of every codebook (``ready_only``: every initialised one) an
+    identity (decay 1, no smoothing, no dead-code restarts), except those of ``keep_heads``,
+    which keep learning (with ``decay`` when given); returns how many were fixed."""
+    n = 0
+    for h, cb in enumerate(head_codebooks(model)):
+        if ready_only and not cb.is_initialized():
+            continue
+        if h in keep_heads:
+            if decay is not None:
+                cb.decay = float(decay)
+            continue
+        cb.decay, cb.laplace_smoothing, cb.threshold_usage_ratio = 1.0, False, 0.0
+        n += 1
+    return n

@@ -46,33 +46,7 @@ from mlx_speech.quantize.codebook import EMACodebook
 from mlx_speech.train.discriminators import HiFiGANDiscriminator
 from mlx_speech.train.losses import (feature_matching_loss, lsgan_discriminator_loss, lsgan_generator_loss,
                                      multi_scale_mel_loss)
-from mlx_speech.train.mimi9_data import Mimi9Base, weights_file
-
-
-def head_codebooks(model: nn.Module) -> list[EMACodebook]:
-    """The codebook of each head 0..8 (content, prosody, then the acoustic levels)."""
-    q = model.quantizer
-    return [lv.codebook for g in (q.content, q.prosody, q.acoustic) for lv in g.levels]
-
-
-def fix_codebooks(model: nn.Module, *, ready_only: bool = False, keep_heads: tuple[int, ...] = (),
-                  decay: float | None = None) -> int:
-    """Make the EMA update of every codebook (``ready_only``: every initialised one) an
-    identity, except those of ``keep_heads``, which keep learning (with ``decay`` when given);
-    returns how many were fixed."""
-    heads = head_codebooks(model)
-    keep = {id(heads[h]) for h in keep_heads}
-    n = 0
-    for m in model.modules():
-        if not isinstance(m, EMACodebook) or (ready_only and not m.is_initialized()):
-            continue
-        if id(m) in keep:
-            if decay is not None:
-                m.decay = float(decay)
-            continue
-        m.decay, m.laplace_smoothing, m.threshold_usage_ratio = 1.0, False, 0.0
-        n += 1
-    return n
+from mlx_speech.train.mimi9_data import Mimi9Base, fix_codebooks, weights_file
 
 
 def init_codebooks(model: nn.Module, task: Mimi9Base, *, chunk: int = 8) -> list[str]:
