@@ -322,9 +322,8 @@ class TrainLoop:
             return self._sum_scalars([1.0 if gate.requested else 0.0])[0] > 0
         return gate.requested
 
-    def _loop(self, loader: Loader, gate: _InterruptGate | None = None) -> float | None:
+    def _loop(self, loader: Loader, gate: _InterruptGate) -> float | None:
         spec, mon = self.spec, self.spec.monitor
-        gate = gate or _InterruptGate()
         val = None
         t0, n0, waited = time.perf_counter(), 0, 0.0
         while self.step < spec.steps:
