@@ -375,3 +375,29 @@ def test_conformer_errors(cls):
         model.step(x, model.make_cache())
     with pytest.raises(ValueError, match="make_cache"):
         model.step(x, None)
+
+
+def test_elu_cpu_kernels_accuracy_specials_and_gradient():
+    x = np.concatenate([np.linspace(-120, 8, 64001), -np.logspace(-12, 1.5, 501),
+                        np.logspace(-30, 3, 101)]).astype(np.float32)
+    exact = np.where(x > 0, x, np.expm1(np.minimum(x, 0).astype(np.float64)))
+    with mx.stream(mx.cpu):
+        y = np.array(macts.elu_cpu(mx.array(x)))
+        auto = np.array(macts.elu(mx.array(x)))
+        nan = np.array(macts.elu_cpu(mx.array([np.nan], dtype=mx.float32)))
+        xs = mx.array(x)
+        w = mx.arange(1, x.size + 1).astype(mx.float32)
+        g = np.array(mx.grad(lambda v: (macts.elu_cpu(v) * w).sum())(xs)) / np.array(w)
+        strided = mx.array(x[:64000]).reshape(320, 200).T  # non-contiguous input
+        ys = np.array(macts.elu_cpu(strided))
+        half = np.array(macts.elu_cpu(mx.array(x[:1000]).astype(mx.float16)))
+        empty = macts.elu_cpu(mx.zeros((0, 3)))
+    assert np.abs(y - exact).max() < 3e-7 and np.array_equal(auto, y)
+    assert np.array_equal(y[x > 0], x[x > 0])  # positive inputs exact, even 1e-30
+    assert (y[x < -1e-6] < 0).all() and y.min() >= -1.0 and np.isnan(nan).all()
+    # exp(x) as out + 1 (torch's ELU backward too): absolute error ~1 ulp of 1
+    g_ref = np.where(x > 0, 1.0, np.exp(np.minimum(x, 0).astype(np.float64)))
+    assert np.abs(g - g_ref).max() < 2e-7 and np.all(g[x > 0] == 1.0)
+    assert np.array_equal(ys, y[:64000].reshape(320, 200).T)
+    assert half.dtype == np.float16 and np.abs(half - exact[:1000]).max() < 2e-3 * 120
+    assert empty.shape == (0, 3)

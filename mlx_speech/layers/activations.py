@@ -248,8 +248,61 @@ def gelu_tanh(x: mx.array) -> mx.array:
     return 0.5 * x * (1.0 + mx.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
 
 
+# ELU (alpha 1) as the two exp2_fast kernels with the clamp and the relu folded in:
+# y = min(x, 0) log2 e = (x - |x|) / 2 log2 e (no min/max, whose NaN checks stop g++
+# vectorising); head -> y and the exponent bits of 2**round(y); tail -> relu(x) + (2**y - 1).
+# ``p - 1`` is exactly 0 for x >= 0 (y = 0 gives p = 1), so positive inputs come back
+# bit-exact. One core, 15M elements: 84 ms, vs 175 ms for the expm1 doubling kernel this
+# replaces (split into several kernels by the depth limit) and ~570 ms for exp + where.
+def _elu_head(x: mx.array, lo: mx.array) -> tuple[mx.array, mx.array]:
+    y = (x - mx.abs(x)) * (0.5 * _LOG2E)
+    y = mx.where(y < lo, lo, y)
+    return y, mx.left_shift(((y + _ROUND_M2) - (_ROUND_M2 - 127.0)).astype(mx.int32), 23)
+
+
+def _elu_tail(x: mx.array, y: mx.array, two_n: mx.array) -> mx.array:
+    p = _estrin(y - ((y + _ROUND_M1) - _ROUND_M1), _EXP2_C) * two_n
+    return (x + mx.abs(x)) * 0.5 + (p - 1.0)
+
+
+def _elu_grad(x: mx.array, out: mx.array, cotangent: mx.array) -> mx.array:
+    # d elu / dx = exp(min(x, 0)) = out - relu(x) + 1: exactly 1 where x > 0 (out == x there)
+    return cotangent * ((out - (x + mx.abs(x)) * 0.5) + 1.0)
+
+
+_elu_head_k = _PerShape(_elu_head)
+_elu_tail_k = _PerShape(_elu_tail)
+_elu_grad_k = _PerShape(_elu_grad)
+
+
+@mx.custom_function
+def elu_cpu(x: mx.array) -> mx.array:
+    """ELU (alpha 1) of a finite float ``x`` as two vectorised CPU kernels; within ~2e-7 of the
+    exact value, positive inputs returned exactly, NaN gives NaN (``+-inf`` outside the
+    contract). Float32 inside; the gradient ``exp(min(x, 0))`` is one kernel too."""
+    if x.size == 0:
+        return x
+    xf = mx.contiguous(x.astype(mx.float32))
+    y, bits = _elu_head_k(xf, _bound("exp2_lo", -127.0))
+    return _elu_tail_k(xf, y, mx.view(bits, mx.float32)).astype(x.dtype)
+
+
+@elu_cpu.vjp
+def _elu_cpu_vjp(primals, cotangent, output):
+    x = primals[0] if isinstance(primals, (list, tuple)) else primals
+    if x.size == 0:
+        return cotangent
+    g = _elu_grad_k(mx.contiguous(x.astype(mx.float32)),
+                    mx.contiguous(output.astype(mx.float32)),
+                    mx.contiguous(cotangent.astype(mx.float32)))
+    return g.astype(cotangent.dtype)
+
+
 def elu(x: mx.array, alpha: float = 1.0) -> mx.array:
-    """ELU: ``x`` for ``x > 0`` else ``alpha * (exp(x) - 1)``."""
+    """ELU: ``x`` for ``x > 0`` else ``alpha * (exp(x) - 1)``; :func:`elu_cpu` on the CPU
+    for ``alpha == 1`` (SEANet's), the plain formula otherwise."""
+    if alpha == 1.0 and _on_cpu():
+        return elu_cpu(x)
     return mx.where(x > 0, x, alpha * (mx.exp(mx.minimum(x, 0.0)) - 1.0))
 
 

@@ -15,67 +15,18 @@ concatenated input (see :class:`mlx_speech.layers.conv.Conv1d`). Names (torch_re
 
 moshi's flat ``model.{n}`` indices map onto these names in ``convert/mimi.py``.
 
-ELU: :func:`fast_elu`. MLX's CPU ``exp`` and ``where`` are scalar loops (~30-40 ns/element
-here, torch's ELU ~5), and SEANet applies ELU to ~140M elements per 10 s of audio; the rewrite
-below is one compiled kernel of multiply-adds and ``abs`` (~3-5 ns/element).
+ELU: :func:`~mlx_speech.layers.activations.elu`. MLX's CPU ``exp`` and ``where`` are scalar loops (~30-40 ns/element
+here), and SEANet applies ELU to ~140M elements per 10 s of audio; on the CPU it runs as two
+vectorised kernels (:func:`~mlx_speech.layers.activations.elu_cpu`, ~5.5 ns/element).
 """
 
 from __future__ import annotations
 
-import functools
-import math
-
 import mlx.core as mx
 import mlx.nn as nn
 
+from mlx_speech.layers.activations import elu
 from mlx_speech.layers.conv import Conv1d, ConvTranspose1d
-
-# ELU without exp/where: for t = max(-x, 0), exp(-t) - 1 = -E / (1 + E) with E = expm1(t),
-# E = expm1(t / 32) (degree-10 Taylor, < 1e-10 relative for t <= 17) doubled 5 times with
-# expm1(2s) = expm1(s) * (expm1(s) + 2); relu and the clamp come from |x| (no min/max, whose
-# NaN checks stop GCC from vectorising the fused kernel). Large t overflows E to inf -> -1.
-_EXPM1_TERMS = tuple(1.0 / math.factorial(k) for k in range(1, 11))
-
-
-def _elu_arith(x: mx.array) -> mx.array:
-    a = mx.abs(x)
-    t = (a - x) * (0.5 / 32.0)
-    e = t * _EXPM1_TERMS[-1] + _EXPM1_TERMS[-2]
-    for c in reversed(_EXPM1_TERMS[:-2]):
-        e = e * t + c
-    e = e * t
-    for _ in range(5):
-        e = e * (e + 2.0)
-    # E / (1 + E) as 1 / (1 + 1 / E): exact limits at E = 0 (x >= 0) and E = inf (t large)
-    return (x + a) * 0.5 - 1.0 / (1.0 + 1.0 / e)
-
-
-@functools.cache
-def _compiled_elu():
-    # Not shapeless: MLX then emits one size-agnostic contiguous loop (reused for every shape,
-    # a new shape only re-traces); its shapeless kernels index generically and run ~3x slower.
-    return mx.compile(_elu_arith)
-
-
-@mx.custom_function
-def _elu(x: mx.array) -> mx.array:
-    return _compiled_elu()(x)
-
-
-@_elu.vjp
-def _elu_vjp(primals, cotangent, output):
-    # d elu / dx = 1 for x > 0, exp(x) = elu(x) + 1 otherwise (the kernel's own derivative has
-    # inf * 0 at x >= 0)
-    return cotangent * mx.where(primals[0] > 0, 1.0, output + 1.0)
-
-
-def fast_elu(x: mx.array) -> mx.array:
-    """ELU (alpha 1) of a finite float ``x`` of any shape; within ~2e-7 of the exact value."""
-    if x.size == 0:
-        return x
-    if x.dtype != mx.float32:
-        return _elu(x.astype(mx.float32)).astype(x.dtype)
-    return _elu(x)
 
 
 class ResidualUnit(nn.Module):
@@ -91,11 +42,11 @@ class ResidualUnit(nn.Module):
                             padding="causal", pad_mode=pad_mode)
 
     def __call__(self, x: mx.array) -> mx.array:
-        return x + self.conv2(fast_elu(self.conv1(fast_elu(x))))
+        return x + self.conv2(elu(self.conv1(elu(x))))
 
     def step(self, x: mx.array) -> mx.array:
         # stride 1: each step returns as many frames as it receives
-        return x + self.conv2.step(fast_elu(self.conv1.step(fast_elu(x))))
+        return x + self.conv2.step(elu(self.conv1.step(elu(x))))
 
 
 def _residuals(*, dim: int, compress: int, count: int, kernel_size: int, dilation_base: int,
@@ -119,12 +70,12 @@ class EncoderBlock(nn.Module):
     def __call__(self, x: mx.array) -> mx.array:
         for unit in self.residuals:
             x = unit(x)
-        return self.down(fast_elu(x))
+        return self.down(elu(x))
 
     def step(self, x: mx.array) -> mx.array:
         for unit in self.residuals:
             x = unit.step(x)
-        return self.down.step(fast_elu(x))
+        return self.down.step(elu(x))
 
 
 class DecoderBlock(nn.Module):
@@ -140,13 +91,13 @@ class DecoderBlock(nn.Module):
                                     dilation_base=dilation_base, pad_mode=pad_mode)
 
     def __call__(self, x: mx.array) -> mx.array:
-        x = self.up(fast_elu(x))
+        x = self.up(elu(x))
         for unit in self.residuals:
             x = unit(x)
         return x
 
     def step(self, x: mx.array) -> mx.array:
-        x = self.up.step(fast_elu(x))
+        x = self.up.step(elu(x))
         for unit in self.residuals:
             x = unit.step(x)
         return x
@@ -180,14 +131,14 @@ class SEANetEncoder(nn.Module):
         x = self.conv_in(x)
         for block in self.blocks:
             x = block(x)
-        return self.conv_out(fast_elu(x))
+        return self.conv_out(elu(x))
 
     def step(self, x: mx.array) -> mx.array:
         """Next ``(B, t, channels)`` samples -> the ``(B, f, dimension)`` frames now complete."""
         x = self.conv_in.step(x)
         for block in self.blocks:
             x = block.step(x)
-        return self.conv_out.step(fast_elu(x))
+        return self.conv_out.step(elu(x))
 
 
 class SEANetDecoder(nn.Module):
@@ -215,11 +166,11 @@ class SEANetDecoder(nn.Module):
         x = self.conv_in(x)
         for block in self.blocks:
             x = block(x)
-        return self.conv_out(fast_elu(x))
+        return self.conv_out(elu(x))
 
     def step(self, x: mx.array) -> mx.array:
         """Next ``(B, f, dimension)`` frames -> ``(B, f * prod(ratios), channels)`` samples."""
         x = self.conv_in.step(x)
         for block in self.blocks:
             x = block.step(x)
-        return self.conv_out.step(fast_elu(x))
+        return self.conv_out.step(elu(x))
