@@ -27,6 +27,10 @@ from mlx_speech.train.schedule import Group
 
 def _adamw(params, grads, ms, vs, lrs, wds, b1, b2, eps, bc1, bc2, max_norm):
     """Global norm, clipping and the AdamW update of every parameter, as one graph."""
+    # Gradients of ``x @ w.T`` weights arrive as transposed views; one copy to row-major lets
+    # the fused update below run as a contiguous (vectorised) loop instead of a strided one
+    # (3.2M parameters on one CPU core: 51 -> 35 ms per step).
+    grads = [mx.contiguous(g) for g in grads]
     norm = mx.sqrt(sum(mx.sum(mx.square(g.astype(mx.float32))) for g in grads))
     gscale = mx.minimum(1.0, max_norm / (norm + 1e-6))  # torch's clip_grad_norm_ factor
     out_p, out_m, out_v = [], [], []
