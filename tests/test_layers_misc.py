@@ -401,3 +401,27 @@ def test_elu_cpu_kernels_accuracy_specials_and_gradient():
     assert np.array_equal(ys, y[:64000].reshape(320, 200).T)
     assert half.dtype == np.float16 and np.abs(half - exact[:1000]).max() < 2e-3 * 120
     assert empty.shape == (0, 3)
+
+
+def test_few_rows_linear_matches_plain_linear_and_its_gradient():
+    from mlx_speech.layers.linear import Linear, few_rows_applies
+
+    mx.random.seed(3)
+    for bias in (True, False):
+        lin = Linear(512, 1536, bias=bias)
+        plain = nn.Linear(512, 1536, bias=bias)
+        plain.update(lin.parameters())
+        for shape in ((1, 512), (2, 512), (1, 2, 512), (2, 2, 512), (3, 512), (1, 9, 512)):
+            x = mx.random.normal(shape)
+            rows = x.size // 512
+            assert few_rows_applies(rows, 1536, 512) == (rows <= 4)
+            with mx.stream(mx.cpu):
+                got, want = lin(x), plain(x)
+                g_got = mx.grad(lambda w: lin.update({"weight": w})(x).sum())(lin.weight)
+                g_want = mx.grad(lambda w: plain.update({"weight": w})(x).sum())(plain.weight)
+            assert got.shape == want.shape == (*shape[:-1], 1536)
+            assert np.abs(np.array(got) - np.array(want)).max() < 1e-4
+            assert np.abs(np.array(g_got) - np.array(g_want)).max() < 1e-5
+    # below the work threshold, or N not a multiple of the chunk: the plain call
+    assert not few_rows_applies(2, 512, 512) and not few_rows_applies(2, 1000, 2048)
+    assert not few_rows_applies(0, 1536, 512)

@@ -26,6 +26,7 @@ import mlx.nn as nn
 
 from mlx_speech.layers.activations import _LOG2E, exp2_fast
 from mlx_speech.layers.kv_cache import KVCache
+from mlx_speech.layers.linear import Linear
 from mlx_speech.layers.rope import RotaryEmbedding
 
 
@@ -137,10 +138,10 @@ class MultiHeadAttention(nn.Module):
         self.context = context
         self.scale = self.head_dim ** -0.5
         kv_dim = self.num_kv_heads * self.head_dim
-        self.q_proj = nn.Linear(dim, dim, bias=bias)
-        self.k_proj = nn.Linear(dim, kv_dim, bias=bias)
-        self.v_proj = nn.Linear(dim, kv_dim, bias=bias)
-        self.out_proj = nn.Linear(dim, dim, bias=bias)
+        self.q_proj = Linear(dim, dim, bias=bias)
+        self.k_proj = Linear(dim, kv_dim, bias=bias)
+        self.v_proj = Linear(dim, kv_dim, bias=bias)
+        self.out_proj = Linear(dim, dim, bias=bias)
         self.rope = (RotaryEmbedding(head_dim=self.head_dim, max_period=max_period,
                                      interleaved=rope_interleaved) if rope else None)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None

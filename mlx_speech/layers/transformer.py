@@ -25,6 +25,7 @@ import mlx.nn as nn
 from mlx_speech.layers.activations import get_activation
 from mlx_speech.layers.attention import MultiHeadAttention
 from mlx_speech.layers.kv_cache import KVCache
+from mlx_speech.layers.linear import Linear
 from mlx_speech.layers.norms import LayerScale, make_norm
 
 FFN_TYPES = ("mlp", "gated")
@@ -70,12 +71,12 @@ class TransformerLayer(nn.Module):
             context=context)
         self.norm2 = make_norm(norm, dim=dim, eps=norm_eps)
         if ffn_type == "mlp":
-            self.linear1 = nn.Linear(dim, ffn_dim, bias=ffn_bias)
-            self.linear2 = nn.Linear(ffn_dim, dim, bias=ffn_bias)
+            self.linear1 = Linear(dim, ffn_dim, bias=ffn_bias)
+            self.linear2 = Linear(ffn_dim, dim, bias=ffn_bias)
         else:
-            self.gate_proj = nn.Linear(dim, ffn_dim, bias=ffn_bias)
-            self.up_proj = nn.Linear(dim, ffn_dim, bias=ffn_bias)
-            self.down_proj = nn.Linear(ffn_dim, dim, bias=ffn_bias)
+            self.gate_proj = Linear(dim, ffn_dim, bias=ffn_bias)
+            self.up_proj = Linear(dim, ffn_dim, bias=ffn_bias)
+            self.down_proj = Linear(ffn_dim, dim, bias=ffn_bias)
         if layer_scale is not None:
             self.layer_scale_1 = LayerScale(dim=dim, init=layer_scale)
             self.layer_scale_2 = LayerScale(dim=dim, init=layer_scale)
