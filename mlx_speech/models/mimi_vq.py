@@ -3,8 +3,8 @@
 The shared :class:`~mlx_speech.quantize.rvq.SplitResidualVQ` folds every EMA codebook
 (``embedding_sum / clamp(cluster_usage, eps)``, 2048 x 256 per level) and its squared norms on
 each call. For streaming, where every 80 ms frame calls the quantizer, that fold is most of
-the quantizer's time, so :class:`FrozenCodebooks` keeps the folded tables (one stacked
-``(L, K, d)`` array per group) and refolds only when a level's EMA arrays are replaced (MLX
+the quantizer's time, so :class:`FrozenCodebooks` keeps the folded tables (one
+``(K, d)`` array per level) and refolds only when a level's EMA arrays are replaced (MLX
 arrays are immutable: loading weights or a training step assigns new objects, which the cache
 compares by identity). The level loops are compiled (one graph per level count and shape).
 
@@ -24,9 +24,12 @@ import mlx.core as mx
 from mlx_speech.quantize.rvq import ResidualVQ, SplitResidualVQ
 
 
+# Each level's table is its own array (not a slice of one stacked (L, K, d) array): with a
+# slice, both the scores GEMM and the gather copied the level's 2 MB first, ~350 us each per
+# level and streaming frame.
 @functools.cache
 def _encode_levels(num_levels: int):
-    def run(residual: mx.array, books: mx.array, norms: mx.array) -> mx.array:
+    def run(residual: mx.array, books: list[mx.array], norms: list[mx.array]) -> mx.array:
         # residual (N, d) float32 -> codes (num_levels, N) int32
         codes = []
         for i in range(num_levels):
@@ -42,7 +45,7 @@ def _encode_levels(num_levels: int):
 
 @functools.cache
 def _decode_levels(num_levels: int):
-    def run(codes: mx.array, books: mx.array) -> mx.array:
+    def run(codes: mx.array, books: list[mx.array]) -> mx.array:
         # codes (B, n, F) -> sum of code vectors (B, F, d)
         total = mx.take(books[0], codes[:, 0], axis=0)
         for i in range(1, num_levels):
@@ -53,22 +56,22 @@ def _decode_levels(num_levels: int):
 
 
 class GroupTables:
-    """Folded codebooks ``(L, K, d)`` and squared norms ``(L, K)`` of one ``ResidualVQ``."""
+    """Folded codebooks ``(K, d)`` and squared norms ``(K,)`` of one ``ResidualVQ``, a list
+    over levels (each its own buffer, see above)."""
 
     def __init__(self, group: ResidualVQ) -> None:
         self.group = group
         self._key: list[tuple[mx.array, mx.array]] | None = None
-        self.codebooks: mx.array | None = None
-        self.norms: mx.array | None = None
+        self.codebooks: list[mx.array] = []
+        self.norms: list[mx.array] = []
 
     def refresh(self) -> None:
         key = [(lv.codebook.embedding_sum, lv.codebook.cluster_usage) for lv in self.group.levels]
         if self._key is not None and all(a is c and b is d for (a, b), (c, d)
                                          in zip(key, self._key)):
             return
-        books = mx.stack([lv.codebook.codebook for lv in self.group.levels])
-        self.codebooks = books
-        self.norms = (books * books).sum(axis=-1)
+        self.codebooks = [lv.codebook.codebook for lv in self.group.levels]
+        self.norms = [(b * b).sum(axis=-1) for b in self.codebooks]
         mx.eval(self.codebooks, self.norms)
         self._key = key
 
@@ -76,12 +79,14 @@ class GroupTables:
         """Codes ``(B, n, F)`` int32 of latents ``x (B, F, D)`` with the first ``n`` levels."""
         B, F, _ = x.shape
         residual = self.group.project_in(x).astype(mx.float32).reshape(B * F, -1)
-        codes = _encode_levels(num_levels)(residual, self.codebooks, self.norms)
+        codes = _encode_levels(num_levels)(residual, self.codebooks[:num_levels],
+                                           self.norms[:num_levels])
         return codes.reshape(num_levels, B, F).transpose(1, 0, 2)
 
     def decode(self, codes: mx.array) -> mx.array:
         """Latents ``(B, F, D)`` of codes ``(B, n, F)`` (n <= levels)."""
-        return self.group.project_out(_decode_levels(codes.shape[1])(codes, self.codebooks))
+        n = codes.shape[1]
+        return self.group.project_out(_decode_levels(n)(codes, self.codebooks[:n]))
 
 
 class FrozenCodebooks:
