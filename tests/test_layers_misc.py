@@ -425,3 +425,20 @@ def test_few_rows_linear_matches_plain_linear_and_its_gradient():
     # below the work threshold, or N not a multiple of the chunk: the plain call
     assert not few_rows_applies(2, 512, 512) and not few_rows_applies(2, 1000, 2048)
     assert not few_rows_applies(0, 1536, 512)
+
+
+def test_cpu_kernels_inside_an_outer_compile_match_eager():
+    # the trainer compiles value_and_grad, so the kernels run inline there with their clamp
+    # bounds as computed inputs; values beyond every clamp are included
+    x = mx.array(np.concatenate([np.linspace(-200, 12, 4001), [0.0, -1e-8, 1e-8]]).astype(np.float32))
+    w = mx.array(np.random.default_rng(0).standard_normal(x.size).astype(np.float32))
+    for fn, arg in ((macts.gelu_cpu, x), (macts.elu_cpu, x), (macts.exp2_fast, -mx.abs(x))):
+        def loss(v, fn=fn):
+            return (fn(v) * w).sum()
+        with mx.stream(mx.cpu):
+            eager = mx.value_and_grad(loss)(arg)
+            compiled = mx.compile(mx.value_and_grad(loss))(arg)
+            out_e, out_c = fn(arg), mx.compile(fn)(arg)
+        assert np.array_equal(np.array(out_e), np.array(out_c))
+        assert abs(eager[0].item() - compiled[0].item()) <= 1e-5 * abs(eager[0].item()) + 1e-6
+        assert np.allclose(np.array(eager[1]), np.array(compiled[1]), rtol=1e-6, atol=1e-7)

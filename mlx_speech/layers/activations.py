@@ -109,11 +109,19 @@ _BOUNDS: dict[str, mx.array] = {}
 
 
 def _bound(name: str, value: float) -> mx.array:
-    """A float32 scalar array passed into a kernel as a clamp bound (see the notes above)."""
+    """A float32 scalar passed into a kernel as a clamp bound (see the notes above).
+
+    Made by a reduction of a stored 1-element array on every call, not the stored array itself:
+    inside an outer ``mx.compile`` (the trainer's compiled value-and-grad) the kernels above run
+    inline, and a captured scalar would be written into the fused kernel as a literal, which
+    turns the clamp back into a scalar loop (~4x slower, measured 12.2 vs 3.3 ms per 3M
+    elements); a computed scalar stays a runtime input. The reduction (not fusable) costs one
+    tiny op per call.
+    """
     b = _BOUNDS.get(name)
     if b is None:
-        b = _BOUNDS[name] = mx.array(value, dtype=mx.float32)
-    return b
+        b = _BOUNDS[name] = mx.array([value], dtype=mx.float32)
+    return mx.max(b)
 
 
 def _exp2_bits(t: mx.array, lo: mx.array) -> mx.array:
