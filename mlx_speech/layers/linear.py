@@ -17,13 +17,11 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
+from mlx_speech.layers.activations import _on_cpu
+
 FEW_ROWS = 4
 CHUNK = 128
 _MIN_WORK = 1 << 19  # (2, 512) @ (512, 512): the plain call is faster
-
-
-def _on_cpu() -> bool:
-    return mx.default_device().type == mx.DeviceType.cpu
 
 
 def few_rows_applies(rows: int, out_features: int, in_features: int) -> bool:

@@ -44,6 +44,18 @@ def _check_wav(x: mx.array, who: str) -> None:
         raise AudioError(f"{who}: expected a waveform batch (B, T), got shape {tuple(x.shape)}")
 
 
+def _conv_stack(convs, conv_post, h: mx.array) -> tuple[mx.array, list[mx.array]]:
+    """Leaky-ReLU conv stack then ``conv_post`` (no activation); returns the output and every
+    layer's output (the feature-matching features)."""
+    feats = []
+    for conv in convs:
+        h = nn.leaky_relu(conv(h), LRELU_SLOPE)
+        feats.append(h)
+    h = conv_post(h)
+    feats.append(h)
+    return h, feats
+
+
 class PeriodDiscriminator(nn.Module):
     """One MPD branch: ``(B, T)`` -> ``((B, p * T_out), features)``."""
 
@@ -69,12 +81,7 @@ class PeriodDiscriminator(nn.Module):
             x = pad1d(x[:, :, None], 0, p - T % p, "reflect")[:, :, 0]
         # (B, T) -> (B, T/p, p) -> (B, p, T/p) -> (B*p, T/p, 1): column j of row b is row b*p+j.
         h = x.reshape(B, -1, p).transpose(0, 2, 1).reshape(B * p, -1, 1)
-        feats = []
-        for conv in self.convs:
-            h = nn.leaky_relu(conv(h), LRELU_SLOPE)
-            feats.append(h)
-        h = self.conv_post(h)
-        feats.append(h)
+        h, feats = _conv_stack(self.convs, self.conv_post, h)
         return h.reshape(B, -1), feats
 
 
@@ -95,12 +102,7 @@ class ScaleDiscriminator(nn.Module):
     def __call__(self, x: mx.array) -> tuple[mx.array, list[mx.array]]:
         _check_wav(x, "ScaleDiscriminator")
         h = x[:, :, None]
-        feats = []
-        for conv in self.convs:
-            h = nn.leaky_relu(conv(h), LRELU_SLOPE)
-            feats.append(h)
-        h = self.conv_post(h)
-        feats.append(h)
+        h, feats = _conv_stack(self.convs, self.conv_post, h)
         return h.reshape(h.shape[0], -1), feats
 
 

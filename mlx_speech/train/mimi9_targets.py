@@ -26,15 +26,20 @@ from mlx_speech.teachers.durations import durations_from_word_timings, even_dura
 from mlx_speech.train.mimi9_data import FrameGrid, byte_tokens, to_frames, write_targets
 
 
+def _teacher_dir(path: str, key: str, name: str) -> str:
+    """``model.<key>.path`` checked: set, and an existing directory (one-line errors)."""
+    if not path:
+        raise SpecError(f"model.{key}.path is not set: give the local {name} directory")
+    if not Path(path).expanduser().is_dir():
+        raise CheckpointError(f"model.{key}.path: teacher directory not found: {path}")
+    return path
+
+
 def load_qwen(q: QwenTeacherSpec) -> Any:
     from mlx_speech.teachers.qwen import QwenTeacher  # noqa: PLC0415
 
     if q.path is not None:
-        if not q.path:
-            raise SpecError("model.qwen.path is not set: give the local Qwen directory")
-        if not Path(q.path).expanduser().is_dir():
-            raise CheckpointError(f"model.qwen.path: teacher directory not found: {q.path}")
-        return QwenTeacher.from_pretrained(q.path)
+        return QwenTeacher.from_pretrained(_teacher_dir(q.path, "qwen", "Qwen"))
     return QwenTeacher.from_config(q.config, seed=q.seed)
 
 
@@ -43,11 +48,7 @@ def load_wavlm(w: WavLMTeacherSpec) -> Any:
     from mlx_speech.specs.ssl import Wav2Vec2Spec  # noqa: PLC0415
 
     if w.path is not None:
-        if not w.path:
-            raise SpecError("model.wavlm.path is not set: give the local WavLM directory")
-        if not Path(w.path).expanduser().is_dir():
-            raise CheckpointError(f"model.wavlm.path: teacher directory not found: {w.path}")
-        return load_ssl(w.path, family="wavlm")
+        return load_ssl(_teacher_dir(w.path, "wavlm", "WavLM"), family="wavlm")
     mx.random.seed(w.seed)
     model = build_ssl_model(Wav2Vec2Spec._build(w.spec, strict=True, where="model.wavlm.spec"))
     mx.eval(model.parameters())

@@ -262,11 +262,11 @@ class ConvTranspose1d(_WeightNormMixin, nn.Module):
             return 0
         return (length - 1) * self.stride + self.kernel_size - sum(self.trim_for())
 
-    def _full(self, x: torch.Tensor) -> torch.Tensor:
+    def _full(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         w = self.effective_weight()
         if x.shape[-1] == 0:
             return torch.zeros(x.shape[0], self.out_channels, 0, dtype=w.dtype, device=x.device)
-        return F.conv_transpose1d(x, w, stride=self.stride, groups=self.groups)
+        return F.conv_transpose1d(x, w, bias, stride=self.stride, groups=self.groups)
 
     def _add_bias(self, y: torch.Tensor) -> torch.Tensor:
         return y if self.bias is None else y + self.bias[:, None]
@@ -277,11 +277,7 @@ class ConvTranspose1d(_WeightNormMixin, nn.Module):
         if x.shape[-1] and (x.shape[-1] - 1) * self.stride + self.kernel_size <= left + right:
             raise ValueError(f"ConvTranspose1d input of {x.shape[-1]} frames gives no output "
                              f"after trimming {left}+{right}")
-        w = self.effective_weight()
-        if x.shape[-1] == 0:
-            return self._add_bias(self._full(x))
-        # bias inside the convolution (no separate pass over the output), then the trim
-        y = F.conv_transpose1d(x, w, self.bias, stride=self.stride, groups=self.groups)
+        y = self._full(x, self.bias)  # bias inside the convolution (no pass of its own), then trim
         return y[..., left:y.shape[-1] - right]
 
     def reset_state(self) -> None:

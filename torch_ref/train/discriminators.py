@@ -25,6 +25,18 @@ def _check_wav(x: torch.Tensor, who: str) -> None:
         raise AudioError(f"{who}: expected a waveform batch (B, T), got shape {tuple(x.shape)}")
 
 
+def _conv_stack(convs, conv_post, h: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Leaky-ReLU conv stack then ``conv_post`` (no activation); returns the output and every
+    layer's output (the feature-matching features)."""
+    feats = []
+    for conv in convs:
+        h = F.leaky_relu(conv(h), LRELU_SLOPE)
+        feats.append(h)
+    h = conv_post(h)
+    feats.append(h)
+    return h, feats
+
+
 class PeriodDiscriminator(nn.Module):
     """One MPD branch: ``(B, T)`` -> ``((B, p * T_out), features)``."""
 
@@ -51,12 +63,7 @@ class PeriodDiscriminator(nn.Module):
             x = pad1d(x[:, None], 0, p - T % p, "reflect")[:, 0]
         # (B, T) -> (B, T/p, p) -> (B, p, T/p) -> (B*p, 1, T/p): column j of row b is row b*p+j.
         h = x.reshape(B, -1, p).transpose(1, 2).reshape(B * p, 1, -1)
-        feats = []
-        for conv in self.convs:
-            h = F.leaky_relu(conv(h), LRELU_SLOPE)
-            feats.append(h)
-        h = self.conv_post(h)
-        feats.append(h)
+        h, feats = _conv_stack(self.convs, self.conv_post, h)
         return h.reshape(B, -1), feats
 
 
@@ -78,12 +85,7 @@ class ScaleDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         _check_wav(x, "ScaleDiscriminator")
         h = x[:, None]
-        feats = []
-        for conv in self.convs:
-            h = F.leaky_relu(conv(h), LRELU_SLOPE)
-            feats.append(h)
-        h = self.conv_post(h)
-        feats.append(h)
+        h, feats = _conv_stack(self.convs, self.conv_post, h)
         return h.reshape(h.shape[0], -1), feats
 
 
