@@ -22,7 +22,7 @@ def system_info() -> dict[str, Any]:
     """A flat dict of facts about this installation (imports mlx; never torch)."""
     import psutil  # noqa: PLC0415
 
-    from mlx_speech import _blas  # noqa: PLC0415
+    from mlx_speech import _blas, _jit  # noqa: PLC0415
 
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
@@ -46,6 +46,9 @@ def system_info() -> dict[str, Any]:
     info["blas_detail"] = blas["detail"]
     if blas.get("loaded"):
         info["blas_loaded"] = blas["loaded"]
+    jit = _jit.status()
+    info["cpu_kernels"] = jit["mode"]
+    info["cpu_kernels_detail"] = jit["detail"]
     vm = psutil.virtual_memory()
     info["memory_total_gib"] = round(vm.total / 2**30, 1)
     info["memory_available_gib"] = round(vm.available / 2**30, 1)
