@@ -10,6 +10,12 @@ When: MLX's device is the CPU, at most :data:`FEW_ROWS` rows, ``rows * N * K > 2
 that the plain call is as fast or faster) and ``N`` a multiple of :data:`CHUNK`. Anything else, and every
 GPU call, is ``mlx.nn.Linear``'s own. Results equal the plain call to float32 rounding (another
 summation order); gradients flow through both paths.
+
+Training on the CPU (more rows): the weight gradient of ``x @ W.T`` comes out of MLX's autodiff
+as the transpose of ``x.T @ dy``, a strided view; the optimiser then reads it column by column
+(or copies it first: 7 ms per step for the 3.1M weights of a 4-layer 256-wide transformer).
+:func:`linear` has its own gradient that computes ``dW = dy.T @ x`` directly, row-major, with
+the same GEMM work (``dx = dy @ W``, ``db = sum(dy)``): the values are those of autodiff.
 """
 
 from __future__ import annotations
@@ -38,14 +44,54 @@ def few_rows_matmul(x: mx.array, weight: mx.array) -> mx.array:
     return y.transpose(1, 0, 2).reshape(*x.shape[:-1], N)
 
 
+def _rows(cotangent: mx.array, x: mx.array, weight: mx.array) -> tuple[mx.array, mx.array]:
+    """``dy (rows, N)`` and ``x (rows, K)``: every product below is one 2-D GEMM."""
+    N, K = weight.shape
+    return cotangent.reshape(-1, N), x.reshape(-1, K)
+
+
+@mx.custom_function
+def _linear_bias(x: mx.array, weight: mx.array, bias: mx.array) -> mx.array:
+    return mx.addmm(bias, x, weight.T)
+
+
+@_linear_bias.vjp
+def _linear_bias_vjp(primals, cotangent, output):
+    x, weight, _ = primals
+    dy, xr = _rows(cotangent, x, weight)
+    return (dy @ weight).reshape(x.shape), dy.T @ xr, dy.sum(axis=0)
+
+
+@mx.custom_function
+def _linear_nobias(x: mx.array, weight: mx.array) -> mx.array:
+    return x @ weight.T
+
+
+@_linear_nobias.vjp
+def _linear_nobias_vjp(primals, cotangent, output):
+    x, weight = primals
+    dy, xr = _rows(cotangent, x, weight)
+    return (dy @ weight).reshape(x.shape), dy.T @ xr
+
+
+def linear(x: mx.array, weight: mx.array, bias: mx.array | None = None) -> mx.array:
+    """``x @ weight.T + bias`` whose weight gradient is row-major (see the module docstring);
+    ``x (..., K)``, ``weight (N, K)`` and ``bias (N,)`` of one dtype."""
+    return _linear_nobias(x, weight) if bias is None else _linear_bias(x, weight, bias)
+
+
 class Linear(nn.Linear):
     """Drop-in ``mlx.nn.Linear(input_dims, output_dims, bias=True)``; see the module docstring."""
 
     def __call__(self, x: mx.array) -> mx.array:
         w = self["weight"]
         N, K = w.shape
-        if (x.ndim >= 1 and x.shape[-1] == K and x.dtype == w.dtype
-                and few_rows_applies(x.size // K if K else 0, N, K) and _on_cpu()):
+        bias = self["bias"] if "bias" in self else None
+        plain = (x.ndim >= 1 and x.shape[-1] == K and x.dtype == w.dtype
+                 and (bias is None or bias.dtype == w.dtype))
+        if not (plain and _on_cpu()):
+            return super().__call__(x)
+        if few_rows_applies(x.size // K if K else 0, N, K):
             y = few_rows_matmul(x, w)
-            return y + self["bias"] if "bias" in self else y
-        return super().__call__(x)
+            return y + bias if bias is not None else y
+        return linear(x, w, bias)
