@@ -140,6 +140,19 @@ _exp2_bits_k = _PerShape(_exp2_bits)
 _exp2_mantissa_k = _PerShape(_exp2_mantissa)
 
 
+def _fence(y: mx.array) -> mx.array:
+    """``y`` itself, as a boundary that an outer ``mx.compile`` does not fuse across.
+
+    Inside the trainer's compiled value-and-grad the kernels here are inlined and MLX re-fuses
+    them with their neighbours; past its fusion depth (11 ops) it splits the result at other
+    places and writes the intermediates (Estrin powers, partial polynomials) to memory: GELU
+    forward + backward on (8, 101, 1024) took 8.4 ms there against ~3.3 ms for the kernels one
+    by one. ``mx.contiguous`` is not fusable, and on an array that is already row-contiguous
+    (every kernel output is) it shares the buffer instead of copying.
+    """
+    return mx.contiguous(y)
+
+
 def _on_cpu() -> bool:
     return mx.default_device().type == mx.DeviceType.cpu
 
@@ -229,17 +242,17 @@ def gelu_cpu(x: mx.array) -> mx.array:
     beyond +-5.66). Float32 inside. The gradient ``Phi(x) + x phi(x)`` is a vectorised kernel
     too (autodiff through the forward kernels gave ~60 ops of scalar, unfused passes)."""
     xf = mx.contiguous(x.astype(mx.float32))
-    u = _erf_arg_k(xf, _bound("erf_lo", -4.0), _bound("erf_hi", 4.0))
-    return _gelu_from_arg_k(xf, u).astype(x.dtype)
+    u = _fence(_erf_arg_k(xf, _bound("erf_lo", -4.0), _bound("erf_hi", 4.0)))
+    return _fence(_gelu_from_arg_k(xf, u)).astype(x.dtype)
 
 
 @gelu_cpu.vjp
 def _gelu_cpu_vjp(primals, cotangent, output):
     x = primals[0] if isinstance(primals, (list, tuple)) else primals
     xf = mx.contiguous(x.astype(mx.float32))
-    u = _erf_arg_k(xf, _bound("erf_lo", -4.0), _bound("erf_hi", 4.0))
-    e = exp2_fast(_neg_half_sq_k(xf))
-    g = _gelu_grad_k(xf, u, e, mx.contiguous(cotangent.astype(mx.float32)))
+    u = _fence(_erf_arg_k(xf, _bound("erf_lo", -4.0), _bound("erf_hi", 4.0)))
+    e = _fence(exp2_fast(_fence(_neg_half_sq_k(xf))))
+    g = _fence(_gelu_grad_k(xf, u, e, mx.contiguous(cotangent.astype(mx.float32))))
     return g.astype(cotangent.dtype)
 
 
