@@ -27,6 +27,32 @@ def compare_times(fns: dict[str, Callable[[], object]], *, reps: int, rounds: in
     return best
 
 
+def paired_ratio(num: Callable[[], object], den: Callable[[], object], *, pairs: int,
+                 pause_s: float = 0.3) -> dict[str, float]:
+    """Median and quartiles of ``time(num) / time(den)`` over ``pairs`` back-to-back pairs.
+
+    On a shared machine the speed drifts over seconds (other tenants, steal time); two calls
+    timed within a fraction of a second see the same conditions, so the ratio of each pair is
+    far steadier than a ratio of separately taken medians. The order alternates every pair and
+    a pause (``pause_s``) lets the previous side's idle BLAS / OpenMP threads stop spinning
+    (OpenBLAS workers spin ~0.1 s after a call).
+    """
+    num(), den()
+    ratios = []
+    for i in range(pairs):
+        times = {}
+        for name, fn in (("num", num), ("den", den)) if i % 2 == 0 else (("den", den), ("num", num)):
+            time.sleep(pause_s)
+            t = time.perf_counter()
+            fn()
+            times[name] = time.perf_counter() - t
+        ratios.append(times["num"] / times["den"])
+    ratios.sort()
+    q = len(ratios) - 1
+    return {"median": round(ratios[q // 2] if q % 2 == 0 else (ratios[q // 2] + ratios[q // 2 + 1]) / 2, 3),
+            "q1": round(ratios[q // 4], 3), "q3": round(ratios[(3 * q) // 4], 3), "pairs": pairs}
+
+
 def torch_threads() -> int:
     import torch  # noqa: PLC0415
 

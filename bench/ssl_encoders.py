@@ -12,13 +12,18 @@ Why two processes: on this 2-core machine the two runtimes' worker pools (MLX's 
 threads, torch's OpenMP / MKL threads) spin while waiting, and in one process each side's idle
 pool slows the other down by up to 10x (DATA.md: "keep them apart").
 
+``mlx_over_torch_paired`` times ``--pairs`` back-to-back MLX / torch forwards (torch in a
+serving child, 0.3 s apart so neither side's idle pool is still spinning) and reports the
+median and quartiles of the per-pair ratios: each pair sees the same machine conditions, so it
+is the steadiest figure on a shared machine.
+
 CPU time hardly moves when other jobs share the cores (with ``--threads 1`` it is the compute
 time of each side); wall time is the target metric (``mlx_over_torch``, goal <= 1.5) but needs
 an idle machine: with more runnable jobs than cores, OpenBLAS's spinning workers make
 multi-threaded MLX times erratic, so the 1-minute load average is reported too.
 
 Usage: ``python bench/ssl_encoders.py [--seconds 10] [--reps 3] [--rounds 2] [--layers 12]
-[--threads N] [--blas-thread-timeout N]``.
+[--threads N] [--blas-thread-timeout N] [--pairs 10]``.
 """
 
 from __future__ import annotations
@@ -101,9 +106,42 @@ def torch_side(args: argparse.Namespace) -> None:
         with torch.inference_mode():
             return model(x).last_hidden_state
 
+    if args.side == "torch-serve":  # one timed forward per "go" line, for paired timing
+        run()
+        print("ready", flush=True)
+        for line in sys.stdin:
+            if line.strip() != "go":
+                break
+            t = time.perf_counter()
+            run()
+            print(time.perf_counter() - t, flush=True)
+        return
     wall, cpu = _time(run, reps=args.reps, rounds=args.rounds)
     np.save(d / "torch_out.npy", run().numpy())
     print(json.dumps({"wall": wall, "cpu": cpu, "threads": threads}))
+
+
+def _paired(args: argparse.Namespace, d: str, run_mlx: Callable[[], object]) -> dict[str, float]:
+    """Median and quartiles of MLX / torch time over ``--pairs`` back-to-back forward pairs
+    (torch in a serving child process); see ``bench/_timing.py:paired_ratio``."""
+    from _timing import paired_ratio  # noqa: PLC0415
+
+    cmd = [sys.executable, os.path.abspath(__file__), "--side", "torch-serve", "--dir", d,
+           "--layers", str(args.layers)] + (["--threads", str(args.threads)] if args.threads else [])
+    child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        if child.stdout.readline().strip() != "ready":
+            raise SystemExit("torch serving child failed to start")
+
+        def run_torch() -> None:
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            float(child.stdout.readline())
+
+        return paired_ratio(run_mlx, run_torch, pairs=args.pairs)
+    finally:
+        child.stdin.close()
+        child.wait(timeout=60)
 
 
 def _run_torch(args: argparse.Namespace, d: str) -> dict:
@@ -146,10 +184,12 @@ def main() -> None:
     ap.add_argument("--blas-thread-timeout", type=int, default=None,
                     help="OPENBLAS_THREAD_TIMEOUT for MLX's OpenBLAS (4..30; default: OpenBLAS's "
                          "own, 28): workers spin 2**N cycles before sleeping")
-    ap.add_argument("--side", choices=["torch"], default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--pairs", type=int, default=10,
+                    help="back-to-back MLX / torch forward pairs for the paired ratio")
+    ap.add_argument("--side", choices=["torch", "torch-serve"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--dir", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.side == "torch":
+    if args.side in ("torch", "torch-serve"):
         torch_side(args)
         return
 
@@ -174,6 +214,7 @@ def main() -> None:
         mlx_wall, mlx_cpu = _time(run_mlx, reps=args.reps, rounds=args.rounds)
         err = float(np.abs(np.array(run_mlx()) - np.load(Path(d) / "torch_out.npy")).max())
         stages = _stages(model, xm, args.reps)
+        paired = _paired(args, d, run_mlx)
         second = _run_torch(args, d)
     torch_wall = min(first["wall"], second["wall"])
     torch_cpu = min(first["cpu"], second["cpu"])
@@ -187,6 +228,7 @@ def main() -> None:
         "load_average_1min": round(os.getloadavg()[0], 2),
         "mlx_ms": round(mlx_wall * 1e3, 1), "torch_ms": round(torch_wall * 1e3, 1),
         "mlx_over_torch": round(mlx_wall / torch_wall, 3),
+        "mlx_over_torch_paired": paired,
         "mlx_rtf": round(mlx_wall / args.seconds, 4),
         "torch_rtf": round(torch_wall / args.seconds, 4),
         "mlx_cpu_ms": round(mlx_cpu * 1e3, 1), "torch_cpu_ms": round(torch_cpu * 1e3, 1),

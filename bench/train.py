@@ -8,7 +8,9 @@ CPU backend). Both trainers start from the same weights (MLX copied into torch) 
 ``_train_step`` on the same prepared batch: forward, backward, optimiser, EMA. Data loading is
 excluded (background threads in both). Rounds interleave MLX and torch (``bench/_timing.py``);
 on a shared machine compare the ratio from one run, and prefer the CPU-time ratio
-(``mlx_over_torch_cpu``), which other jobs on the cores barely disturb.
+(``mlx_over_torch_cpu``), which other jobs on the cores barely disturb, or the paired ratio
+(``mlx_over_torch_paired``: median and quartiles of per-pair ratios over ``--pairs``
+back-to-back MLX / torch steps, which see the same machine conditions).
 
 A second workload (``--mimi9 tiny|mid``, ``none`` to skip) times the ``mimi9`` distillation
 step (9-codebook Mimi forward with frozen encoder / decoder, straight-through quantizers,
@@ -45,7 +47,7 @@ if _threads_arg() is not None:
     os.environ["OPENBLAS_NUM_THREADS"] = str(_threads_arg())
 
 import mlx_speech  # noqa: E402,F401  (before mlx: sets up the BLAS)
-from _timing import compare_times, torch_threads  # noqa: E402
+from _timing import compare_times, paired_ratio, torch_threads  # noqa: E402
 from mlx_speech import _blas  # noqa: E402
 
 
@@ -106,8 +108,9 @@ def _bench_one(corpus: str, tmp: str, args: argparse.Namespace, activation: str)
     fns = {"mlx": lambda: m._train_step(micro, 1.0, 1), "torch": lambda: t._train_step(micro, 1.0, 1)}
     best = compare_times(fns, reps=args.reps, rounds=args.rounds)
     cpu = _cpu_times(fns, reps=args.reps, rounds=args.rounds)
+    paired = paired_ratio(fns["mlx"], fns["torch"], pairs=args.pairs)
     return {
-        "activation": activation,
+        "activation": activation, "mlx_over_torch_paired": paired,
         "parameters": int(sum(v.size for v in m.params.values())),
         "mlx_step_ms": round(best["mlx"] * 1e3, 2), "torch_step_ms": round(best["torch"] * 1e3, 2),
         "mlx_over_torch": round(best["mlx"] / best["torch"], 3),
@@ -174,9 +177,11 @@ def _bench_mimi9(tmp: str, args: argparse.Namespace) -> dict[str, object]:
     fns = {"mlx": lambda: m._train_step(micro, 1.0, 1), "torch": lambda: t._train_step(micro, 1.0, 1)}
     best = compare_times(fns, reps=args.mimi9_reps, rounds=args.rounds)
     cpu = _cpu_times(fns, reps=args.mimi9_reps, rounds=args.rounds)
+    paired = paired_ratio(fns["mlx"], fns["torch"], pairs=args.pairs)
     frames = int(micro[0]["wav"].shape[1] // m.task.grid.frame_size)
     return {
         "size": args.mimi9, "batch": args.mimi9_batch, "frames": frames,
+        "mlx_over_torch_paired": paired,
         "frame_rate": m.task.grid.frame_rate, "parameters": int(sum(v.size for v in m.params.values())),
         "trainable": int(sum(m.params[n].size for n in m.optims["optim"].names)),
         "mlx_step_ms": round(best["mlx"] * 1e3, 2), "torch_step_ms": round(best["torch"] * 1e3, 2),
@@ -204,6 +209,8 @@ def main() -> None:
                     help="size of the mimi9 distillation-step workload (none: skip it)")
     ap.add_argument("--mimi9-batch", type=int, default=2)
     ap.add_argument("--mimi9-reps", type=int, default=3)
+    ap.add_argument("--pairs", type=int, default=20,
+                    help="back-to-back MLX / torch step pairs for the paired ratio")
     args = ap.parse_args()
 
     from mlx_speech.data.toy import write_toy_corpus  # noqa: PLC0415
