@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from collections.abc import Callable
 
@@ -49,8 +50,8 @@ def paired_ratio(num: Callable[[], object], den: Callable[[], object], *, pairs:
         ratios.append(times["num"] / times["den"])
     ratios.sort()
     q = len(ratios) - 1
-    return {"median": round(ratios[q // 2] if q % 2 == 0 else (ratios[q // 2] + ratios[q // 2 + 1]) / 2, 3),
-            "q1": round(ratios[q // 4], 3), "q3": round(ratios[(3 * q) // 4], 3), "pairs": pairs}
+    return {"median": round(statistics.median(ratios), 3), "q1": round(ratios[q // 4], 3),
+            "q3": round(ratios[(3 * q) // 4], 3), "pairs": pairs}
 
 
 def torch_threads() -> int:

@@ -235,6 +235,11 @@ _gelu_from_arg_k = _PerShape(_gelu_from_arg)
 _gelu_grad_k = _PerShape(_gelu_grad)
 
 
+def _erf_arg_fenced(xf: mx.array) -> mx.array:
+    """The clamped erf argument of float32 ``xf`` (forward and gradient both start from it)."""
+    return _fence(_erf_arg_k(xf, _bound("erf_lo", -4.0), _bound("erf_hi", 4.0)))
+
+
 @mx.custom_function
 def gelu_cpu(x: mx.array) -> mx.array:
     """:func:`gelu` as two vectorised CPU kernels (clamp, then the rational erf in Estrin form);
@@ -242,7 +247,7 @@ def gelu_cpu(x: mx.array) -> mx.array:
     beyond +-5.66). Float32 inside. The gradient ``Phi(x) + x phi(x)`` is a vectorised kernel
     too (autodiff through the forward kernels gave ~60 ops of scalar, unfused passes)."""
     xf = mx.contiguous(x.astype(mx.float32))
-    u = _fence(_erf_arg_k(xf, _bound("erf_lo", -4.0), _bound("erf_hi", 4.0)))
+    u = _erf_arg_fenced(xf)
     return _fence(_gelu_from_arg_k(xf, u)).astype(x.dtype)
 
 
@@ -250,7 +255,7 @@ def gelu_cpu(x: mx.array) -> mx.array:
 def _gelu_cpu_vjp(primals, cotangent, output):
     x = primals[0] if isinstance(primals, (list, tuple)) else primals
     xf = mx.contiguous(x.astype(mx.float32))
-    u = _fence(_erf_arg_k(xf, _bound("erf_lo", -4.0), _bound("erf_hi", 4.0)))
+    u = _erf_arg_fenced(xf)
     e = _fence(exp2_fast(_fence(_neg_half_sq_k(xf))))
     g = _fence(_gelu_grad_k(xf, u, e, mx.contiguous(cotangent.astype(mx.float32))))
     return g.astype(cotangent.dtype)
