@@ -22,7 +22,7 @@ def system_info() -> dict[str, Any]:
     """A flat dict of facts about this installation (imports mlx; never torch)."""
     import psutil  # noqa: PLC0415
 
-    from mlx_speech import _blas, _jit  # noqa: PLC0415
+    from mlx_speech import _blas, _evalorder, _jit  # noqa: PLC0415
 
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
@@ -49,6 +49,7 @@ def system_info() -> dict[str, Any]:
     jit = _jit.status()
     info["cpu_kernels"] = jit["mode"]
     info["cpu_kernels_detail"] = jit["detail"]
+    info["mlx_bfs_max_width"] = _evalorder.status()  # None: MLX's default (20)
     vm = psutil.virtual_memory()
     info["memory_total_gib"] = round(vm.total / 2**30, 1)
     info["memory_available_gib"] = round(vm.available / 2**30, 1)

@@ -232,6 +232,10 @@ class TrainSpec(Spec):
     at the end when validation data exist); ``val_batches`` caps the batches per validation.
     ``compile``: MLX compiles the loss + gradient graph (``mx.compile``, retraced for each new
     batch shape: set false for uncropped variable-length batches); torch_ref ignores it.
+    ``cpu_shards``: on the CPU, MLX splits each micro-batch into this many row shards and
+    evaluates them at once on separate CPU streams (``"auto"``: one per core; 1: off; always 1
+    on a GPU, for models with buffers, or with several ranks). The maths is that of
+    ``grad_accum`` (shard losses weighted by their rows); torch_ref ignores it.
     """
 
     task: str
@@ -246,6 +250,7 @@ class TrainSpec(Spec):
     grad_accum: int = 1
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = True
+    cpu_shards: int | Literal["auto"] = "auto"
     seed: int = 0
     out_dir: str = "runs/train"
     max_nonfinite: int = 5
@@ -259,6 +264,8 @@ class TrainSpec(Spec):
         require(self.grad_accum >= 1, w, "grad_accum must be >= 1")
         require(self.data.batch_size % self.grad_accum == 0, w,
                 f"data.batch_size {self.data.batch_size} must be divisible by grad_accum {self.grad_accum}")
+        require(self.cpu_shards == "auto" or self.cpu_shards >= 1, w,
+                f"cpu_shards must be 'auto' or an integer >= 1, got {self.cpu_shards!r}")
         require(self.max_nonfinite >= 1, w, "max_nonfinite must be >= 1")
         require(self.val_every >= 0, w, "val_every must be >= 0")
         require(self.val_batches is None or self.val_batches > 0, w, "val_batches must be > 0 or null")

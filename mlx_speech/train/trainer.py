@@ -19,6 +19,13 @@ registered buffers. Forward-updated state cannot leave an ``mx.compile``d graph,
 with buffers train uncompiled (a notice says so). The discriminator pass of a GAN step
 discards buffer updates of the generator (only the generator pass's count).
 
+CPU shards: on a multi-core CPU, MLX runs element-wise work, reductions and the optimiser on
+one thread per stream, so a single-stream step leaves the other cores idle outside the GEMMs.
+With ``cpu_shards`` > 1 (``"auto"``: one per core) each micro-batch is cut into row shards that
+are evaluated at once on their own CPU streams, with MLX's OpenBLAS on one thread each; every
+shard's loss and metrics are weighted by its share of the rows, so the sum is the micro-batch
+mean, the maths of ``grad_accum`` (the recipe contract: losses are means over samples).
+
 GAN tasks run a discriminator step (gradients w.r.t. ``discriminator.*`` only, its own
 optimiser) and then a generator step against the updated discriminator.
 Dropout draws from ``mx.random``, re-seeded every step from a checkpointed key chain that is
@@ -30,10 +37,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import os
+
 import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
+from mlx_speech import _blas
 from mlx_speech.errors import CheckpointError
 from mlx_speech.specs.train import OptimizerSpec
 from mlx_speech.train.checkpoint import add_prefix, strip_prefix
@@ -43,6 +53,13 @@ from mlx_speech.train.optim import EMA, AdamW
 from mlx_speech.train.schedule import resolve_groups
 
 _DISC = "discriminator."
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
 
 
 def rank_seed(value: int, rank: int) -> int:
@@ -86,7 +103,23 @@ class Trainer(TrainLoop):
         self.ema = EMA(spec.ema, self.params) if spec.ema.enabled else None
         self.key = mx.random.key(spec.seed)
         self._vg: dict[tuple, Callable] = {}
+        self.cpu_shards = self._resolve_cpu_shards()
+        self._streams = [mx.new_stream(mx.cpu) for _ in range(self.cpu_shards)] if self.cpu_shards > 1 else []
         self._bind(self.params)
+
+    def _resolve_cpu_shards(self) -> int:
+        """Row shards per micro-batch (``cpu_shards``; 1 where sharding cannot help or would
+        change the maths)."""
+        want = self.spec.cpu_shards
+        if self.buffers or mx.default_device().type != mx.DeviceType.cpu:
+            return 1
+        if want == "auto":
+            # ranks on one machine share its cores already; one GEMM thread per shard needs a
+            # BLAS whose thread count we set (MLX's OpenBLAS on Linux)
+            if self.world > 1 or _blas.status()["backend"] != "openblas":
+                return 1
+            return min(_cores(), 8)
+        return int(want)
 
     def _make_opt(self, names: list[str], spec: OptimizerSpec, where: str) -> AdamW:
         return AdamW(resolve_groups(names, spec, where=where), spec, self.params)
@@ -110,16 +143,26 @@ class Trainer(TrainLoop):
         mx.random.seed(rank_seed((hi << 32) | lo, self.rank))
 
     def _value_and_grad(self, kind: str, fn: Callable[[dict[str, mx.array]], Any],
-                        names: list[str]) -> Callable:
+                        names: list[str], shard: int | None = None) -> Callable:
         """``(train, fixed, inputs) -> ((loss, metrics), grads)``, compiled once per ``kind``
-        (``mx.compile`` retraces for new input shapes; ``compile: false`` in the recipe skips it)."""
-        key = (kind, tuple(names))
+        (``mx.compile`` retraces for new input shapes; ``compile: false`` in the recipe skips it).
+        With ``shard`` (its CPU stream's index): ``(train, fixed, inputs, weight)``, the loss
+        multiplied by ``weight``; one function per stream, traced on that stream."""
+        key = (kind, tuple(names), shard)
         if key not in self._vg:
             def f(train: dict[str, mx.array], fixed: dict[str, mx.array], inputs: dict[str, mx.array]):
                 self._bind(self._cast({**fixed, **train}))
                 return fn(inputs)
 
-            vg = mx.value_and_grad(f)
+            def weighted(train: dict[str, mx.array], fixed: dict[str, mx.array],
+                         inputs: dict[str, mx.array], weight: mx.array):
+                # metrics are weighted by the caller: here ``metric * weight`` would repeat
+                # ``loss * weight`` for a metric that is the loss, and mx.compile's merging of
+                # equal nodes then fails on the duplicate output (IndexError _Map_base::at)
+                loss, metrics = f(train, fixed, inputs)
+                return loss * weight, metrics
+
+            vg = mx.value_and_grad(f if shard is None else weighted)
             if self.compiled:
                 vg = mx.compile(vg, inputs=mx.random.state, outputs=mx.random.state)
             self._vg[key] = vg
@@ -138,7 +181,11 @@ class Trainer(TrainLoop):
         loss_sum = mx.array(0.0)
         metric_sum: dict[str, mx.array] = {}
         for inputs in micro:
-            (loss, metrics), g = vg(train, fixed, {k: mx.array(v) for k, v in inputs.items()})
+            rows = len(next(iter(inputs.values())))
+            if min(self.cpu_shards, rows) > 1:
+                (loss, metrics), g = self._sharded(kind, fn, names, train, fixed, inputs, rows)
+            else:
+                (loss, metrics), g = vg(train, fixed, {k: mx.array(v) for k, v in inputs.items()})
             if self.buffers:
                 current = dict(tree_flatten(self.model.parameters()))
                 new = {n: current[n] for n in self.buffers if current[n] is not fixed[n]}
@@ -159,6 +206,31 @@ class Trainer(TrainLoop):
         if updated:
             updated = self.dp.average(updated)
         return loss, packed, metrics, updated
+
+    def _sharded(self, kind: str, fn: Callable, names: list[str], train: dict[str, mx.array],
+                 fixed: dict[str, mx.array], inputs: dict[str, np.ndarray], rows: int
+                 ) -> tuple[tuple[mx.array, dict[str, mx.array]], dict[str, mx.array]]:
+        """One micro-batch as row shards on the CPU streams, evaluated together: the
+        rows-weighted sum of the shards' losses, metrics and gradients."""
+        bounds = np.linspace(0, rows, min(self.cpu_shards, rows) + 1).round().astype(int)
+        loss, metrics, grads = None, {}, {}
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            vg = self._value_and_grad(kind, fn, names, shard=i)
+            part = {k: mx.array(v[a:b]) for k, v in inputs.items()}
+            weight = mx.array((b - a) / rows, dtype=mx.float32)
+            with mx.stream(self._streams[i]):
+                (l_i, m_i), g_i = vg(train, fixed, part, weight)
+            m_i = {k: v * weight for k, v in m_i.items()}
+            if loss is None:
+                loss, metrics, grads = l_i, m_i, g_i
+            else:
+                loss = loss + l_i
+                metrics = {k: metrics[k] + m_i[k] for k in metrics}
+                grads = {k: grads[k] + g_i[k] for k in grads}
+        # each sum reads one gradient of every shard, so the evaluation order interleaves them
+        with _blas.blas_threads(1):
+            mx.eval(loss, metrics, grads)
+        return (loss, metrics), grads
 
     # -- hooks -----------------------------------------------------------------------------------
     def _train_step(self, micro: list[dict[str, np.ndarray]], lr_scale: float, step: int) -> StepResult:
