@@ -20,7 +20,11 @@ random weights copied MLX -> torch and targets from random tiny teachers: ``tiny
 architecture (mimi9_202407, 1 s crops = 12 frames) with 1-layer random teachers of the real
 widths (Qwen 1536, WavLM 1024). Reported under ``"mimi9"``, with the first-step losses of both.
 
-Usage: ``python bench/train.py [--reps 5] [--threads N] [--mimi9 tiny|mid|none]``
+The MLX trainer runs with the recipe default ``cpu_shards: auto`` (the batch as row shards on
+one CPU stream per core, see :mod:`mlx_speech.train.trainer`; ``--cpu-shards 1`` for one stream);
+torch_ref uses all cores through its intra-op threads.
+
+Usage: ``python bench/train.py [--reps 5] [--threads N] [--mimi9 tiny|mid|none] [--cpu-shards K]``
 (``--threads 1`` keeps both sides off contended cores on a machine shared with other jobs).
 """
 
@@ -65,6 +69,7 @@ def _spec(corpus: str, out: str, args: argparse.Namespace, activation: str):
         "optimizer": {"lr": 1e-4, "warmup_steps": 0, "grad_clip": 1.0},
         "ema": {"decay": 0.999},
         "monitor": {"progress": False},
+        "cpu_shards": args.cpu_shards if args.cpu_shards == "auto" else int(args.cpu_shards),
     })
 
 
@@ -110,7 +115,7 @@ def _bench_one(corpus: str, tmp: str, args: argparse.Namespace, activation: str)
     cpu = _cpu_times(fns, reps=args.reps, rounds=args.rounds)
     paired = paired_ratio(fns["mlx"], fns["torch"], pairs=args.pairs)
     return {
-        "activation": activation, "mlx_over_torch_paired": paired,
+        "activation": activation, "mlx_over_torch_paired": paired, "mlx_cpu_shards": m.cpu_shards,
         "parameters": int(sum(v.size for v in m.params.values())),
         "mlx_step_ms": round(best["mlx"] * 1e3, 2), "torch_step_ms": round(best["torch"] * 1e3, 2),
         "mlx_over_torch": round(best["mlx"] / best["torch"], 3),
@@ -209,6 +214,8 @@ def main() -> None:
                     help="size of the mimi9 distillation-step workload (none: skip it)")
     ap.add_argument("--mimi9-batch", type=int, default=2)
     ap.add_argument("--mimi9-reps", type=int, default=3)
+    ap.add_argument("--cpu-shards", default="auto",
+                    help="the MLX recipe's cpu_shards (auto: one per core; 1: one stream)")
     ap.add_argument("--pairs", type=int, default=20,
                     help="back-to-back MLX / torch step pairs for the paired ratio")
     args = ap.parse_args()

@@ -95,22 +95,25 @@ def test_gradient_accumulation_is_the_same_maths(manifest, tmp_path, backend):
 
 
 def test_cpu_shards_are_the_same_maths(manifest, tmp_path):
-    """Row shards on separate CPU streams (2 even, 3 uneven: rows 1/2/1, with accumulation)
-    give the one-stream result, for a plain and a GAN task."""
+    """Row shards on separate CPU streams (2 even, 3 uneven: rows 1/2/1, with accumulation),
+    and the optimiser and EMA spread over those streams, give the one-stream result, for a
+    plain and a GAN task."""
     for task, model in (("mel_denoise", {**TINY, "spec_augment": {"time_masks": 1}}),
                         ("mel_denoise_gan", {"generator": TINY, "disc_dim": 16})):
         runs = {}
         for shards, accum in ((1, 1), (2, 1), (3, 1), (2, 2)):
             tr = make_trainer(recipe(manifest, tmp_path / f"{task}_{shards}_{accum}", task=task,
                                      steps=3, model=model, cpu_shards=shards, grad_accum=accum,
-                                     optimizer={"lr": 3e-3, "eps": 1e-4}), "mlx")
-            assert tr.cpu_shards == shards
+                                     optimizer={"lr": 3e-3, "eps": 1e-4}, ema={"decay": 0.5}),
+                              "mlx")
+            assert tr.cpu_shards == shards and len(tr.optims["optim"].streams) == (shards > 1) * shards
             w0 = tr.weights()
             tr.run()
-            runs[shards, accum] = tr.weights()
-        assert _maxdiff(runs[1, 1], w0) > 1e-3
-        for key, w in runs.items():
-            assert _maxdiff(runs[1, 1], w) < 2e-6, (task, key)
+            runs[shards, accum] = (tr.weights(), tr.weights(ema=True))
+        assert _maxdiff(runs[1, 1][0], w0) > 1e-3
+        for key, (w, ema) in runs.items():
+            assert _maxdiff(runs[1, 1][0], w) < 2e-6, (task, key)
+            assert _maxdiff(runs[1, 1][1], ema) < 2e-6, (task, key)
 
 
 def test_cpu_shards_recipe_values(manifest, tmp_path):
@@ -261,3 +264,18 @@ def test_jsonl_log_is_valid_json_lines(manifest, tmp_path):
     tr.run()
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [1, 2]
+
+
+def test_split_by_size_covers_every_parameter_once_in_balanced_runs():
+    from mlx_speech.train.optim import split_by_size
+
+    assert split_by_size([10, 10, 10, 10], 2) == [range(0, 2), range(2, 4)]
+    assert split_by_size([100, 1, 1, 1], 2) == [range(0, 1), range(1, 4)]
+    assert split_by_size([5], 3) == [range(0, 1)]
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        sizes = list(rng.integers(1, 1000, size=int(rng.integers(1, 30))))
+        parts = int(rng.integers(1, 6))
+        runs = split_by_size(sizes, parts)
+        assert 1 <= len(runs) <= parts
+        assert [i for r in runs for i in r] == list(range(len(sizes)))

@@ -9,7 +9,10 @@ trains the same way in MLX and torch_ref (a parity test checks this)::
 
 with ``g`` first scaled by ``min(1, max_norm / (||g|| + 1e-6))`` (``clip_grad_norm_``).
 Parameters live in flat ``{name: array}`` dicts (``encoder.layers.0.linear1.weight``); frozen
-groups have no state. Norm, clipping and update run as one compiled MLX graph.
+groups have no state. Norm, clipping and update run as one compiled MLX graph; given several
+CPU streams (``streams``, set by the trainer with ``cpu_shards``), the parameters are cut into
+one share of about equal size per stream, and each stream sums its squares and updates its
+share (the same maths; the norm adds the partial sums in another order).
 """
 
 from __future__ import annotations
@@ -25,14 +28,16 @@ from mlx_speech.specs.train import EMASpec, OptimizerSpec
 from mlx_speech.train.schedule import Group
 
 
-def _adamw(params, grads, ms, vs, lrs, wds, b1, b2, eps, bc1, bc2, max_norm):
-    """Global norm, clipping and the AdamW update of every parameter, as one graph."""
-    # Gradients of ``x @ w.T`` weights arrive as transposed views; one copy to row-major lets
-    # the fused update below run as a contiguous (vectorised) loop instead of a strided one
-    # (3.2M parameters on one CPU core: 51 -> 35 ms per step).
-    grads = [mx.contiguous(g) for g in grads]
-    norm = mx.sqrt(sum(mx.sum(mx.square(g.astype(mx.float32))) for g in grads))
-    gscale = mx.minimum(1.0, max_norm / (norm + 1e-6))  # torch's clip_grad_norm_ factor
+def _sum_squares(grads):
+    return sum(mx.sum(mx.square(g.astype(mx.float32))) for g in grads)
+
+
+def _clip_scale(norm, max_norm):
+    return mx.minimum(1.0, max_norm / (norm + 1e-6))  # torch's clip_grad_norm_ factor
+
+
+def _update(params, grads, ms, vs, lrs, wds, b1, b2, eps, bc1, bc2, gscale):
+    """The AdamW update of every parameter, gradients already scaled by ``gscale``."""
     out_p, out_m, out_v = [], [], []
     for p, g, m, v, lr, wd in zip(params, grads, ms, vs, lrs, wds):
         g = g * gscale
@@ -42,10 +47,39 @@ def _adamw(params, grads, ms, vs, lrs, wds, b1, b2, eps, bc1, bc2, max_norm):
         out_p.append(p)
         out_m.append(m)
         out_v.append(v)
-    return norm, out_p, out_m, out_v
+    return out_p, out_m, out_v
+
+
+def _adamw(params, grads, ms, vs, lrs, wds, b1, b2, eps, bc1, bc2, max_norm):
+    """Global norm, clipping and the AdamW update of every parameter, as one graph."""
+    # Gradients of ``x @ w.T`` weights arrive as transposed views; one copy to row-major lets
+    # the fused update below run as a contiguous (vectorised) loop instead of a strided one
+    # (3.2M parameters on one CPU core: 51 -> 35 ms per step).
+    grads = [mx.contiguous(g) for g in grads]
+    norm = mx.sqrt(_sum_squares(grads))
+    return (norm, *_update(params, grads, ms, vs, lrs, wds, b1, b2, eps, bc1, bc2,
+                           _clip_scale(norm, max_norm)))
 
 
 _adamw_compiled = mx.compile(_adamw)
+# the same maths split for several CPU streams: partial sums of squares, then the update
+_sum_squares_compiled = mx.compile(lambda grads: _sum_squares([mx.contiguous(g) for g in grads]))
+_update_compiled = mx.compile(
+    lambda params, grads, ms, vs, lrs, wds, b1, b2, eps, bc1, bc2, norm, max_norm: _update(
+        params, [mx.contiguous(g) for g in grads], ms, vs, lrs, wds, b1, b2, eps, bc1, bc2,
+        _clip_scale(norm, max_norm)))
+
+
+def split_by_size(sizes: list[int], parts: int) -> list[range]:
+    """Cut ``range(len(sizes))`` into at most ``parts`` consecutive runs of about equal total
+    size (the per-stream shares of an update over several CPU streams)."""
+    total, bounds, acc = sum(sizes), [0], 0
+    for i, n in enumerate(sizes):
+        acc += n
+        if len(bounds) < parts and acc >= total * len(bounds) / parts and i + 1 < len(sizes):
+            bounds.append(i + 1)
+    bounds.append(len(sizes))
+    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
 @dataclasses.dataclass
@@ -73,6 +107,8 @@ class AdamW:
         self.m = {n: mx.zeros_like(params[n]) for n in self.names}
         self.v = {n: mx.zeros_like(params[n]) for n in self.names}
         self.t = 0
+        self.streams: list = []  # CPU streams to spread the update over (the trainer's)
+        self._shares: list[range] | None = None
 
     def lrs(self, factor: float) -> dict[str, float]:
         """Current lr of each group (for logs)."""
@@ -89,14 +125,37 @@ class AdamW:
         t = self.t + 1
         clip = self.spec.grad_clip
         lrs = [mx.array(lr * factor, dtype=f32) for lr in self._base_lr]
-        norm, new_p, new_m, new_v = _adamw_compiled(
-            [params[n] for n in self.names], [grads[n] for n in self.names],
-            [self.m[n] for n in self.names], [self.v[n] for n in self.names], lrs, self._wd,
-            mx.array(b1, dtype=f32), mx.array(b2, dtype=f32), mx.array(self.spec.eps, dtype=f32),
-            mx.array(1.0 - b1 ** t, dtype=f32), mx.array(1.0 - b2 ** t, dtype=f32),
-            mx.array(math.inf if clip is None else clip, dtype=f32))
+        P, G = [params[n] for n in self.names], [grads[n] for n in self.names]
+        M, V = [self.m[n] for n in self.names], [self.v[n] for n in self.names]
+        consts = (mx.array(b1, dtype=f32), mx.array(b2, dtype=f32), mx.array(self.spec.eps, dtype=f32),
+                  mx.array(1.0 - b1 ** t, dtype=f32), mx.array(1.0 - b2 ** t, dtype=f32))
+        max_norm = mx.array(math.inf if clip is None else clip, dtype=f32)
+        if len(self.streams) < 2:
+            norm, new_p, new_m, new_v = _adamw_compiled(P, G, M, V, lrs, self._wd, *consts, max_norm)
+        else:
+            norm, new_p, new_m, new_v = self._propose_on_streams(P, G, M, V, lrs, consts, max_norm)
         return Proposal(norm=norm, params=dict(zip(self.names, new_p)),
                         m=dict(zip(self.names, new_m)), v=dict(zip(self.names, new_v)))
+
+    def _propose_on_streams(self, P, G, M, V, lrs, consts, max_norm):
+        """:meth:`propose`'s maths with the parameters cut into one share per CPU stream."""
+        if self._shares is None:
+            self._shares = split_by_size([p.size for p in P], len(self.streams))
+        pick = lambda xs, r: xs[r.start:r.stop]  # noqa: E731
+        partial = []
+        for stream, r in zip(self.streams, self._shares):
+            with mx.stream(stream):
+                partial.append(_sum_squares_compiled(pick(G, r)))
+        norm = mx.sqrt(sum(partial))
+        new_p, new_m, new_v = [], [], []
+        for stream, r in zip(self.streams, self._shares):
+            with mx.stream(stream):
+                p, m, v = _update_compiled(pick(P, r), pick(G, r), pick(M, r), pick(V, r),
+                                           pick(lrs, r), pick(self._wd, r), *consts, norm, max_norm)
+            new_p += p
+            new_m += m
+            new_v += v
+        return norm, new_p, new_m, new_v
 
     def commit(self, proposal: Proposal) -> dict[str, mx.array]:
         """Apply a proposal: the optimiser state advances; returns the new parameter values."""
@@ -133,14 +192,22 @@ class EMA:
     def __init__(self, spec: EMASpec, params: dict[str, mx.array]) -> None:
         self.spec = spec
         self.weights = {k: mx.array(v) for k, v in params.items()}
+        self.streams: list = []  # CPU streams to spread the update over (the trainer's)
 
     def update(self, params: dict[str, mx.array], step: int) -> None:
         if step < self.spec.start_step:
             self.weights = dict(params)
             return
         names = list(self.weights)
-        new = _ema_compiled([self.weights[k] for k in names], [params[k] for k in names],
-                            mx.array(self.spec.decay, dtype=mx.float32))
+        E, P = [self.weights[k] for k in names], [params[k] for k in names]
+        d = mx.array(self.spec.decay, dtype=mx.float32)
+        if len(self.streams) < 2:
+            new = _ema_compiled(E, P, d)
+        else:
+            new = []
+            for stream, r in zip(self.streams, split_by_size([e.size for e in E], len(self.streams))):
+                with mx.stream(stream):
+                    new += _ema_compiled(E[r.start:r.stop], P[r.start:r.stop], d)
         self.weights = dict(zip(names, new))
 
     def state_arrays(self) -> dict[str, np.ndarray]:

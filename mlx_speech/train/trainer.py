@@ -24,7 +24,8 @@ one thread per stream, so a single-stream step leaves the other cores idle outsi
 With ``cpu_shards`` > 1 (``"auto"``: one per core) each micro-batch is cut into row shards that
 are evaluated at once on their own CPU streams, with MLX's OpenBLAS on one thread each; every
 shard's loss and metrics are weighted by its share of the rows, so the sum is the micro-batch
-mean, the maths of ``grad_accum`` (the recipe contract: losses are means over samples).
+mean, the maths of ``grad_accum`` (the recipe contract: losses are means over samples). The
+optimiser and the EMA then update one share of the parameters per stream.
 
 GAN tasks run a discriminator step (gradients w.r.t. ``discriminator.*`` only, its own
 optimiser) and then a generator step against the updated discriminator.
@@ -105,6 +106,10 @@ class Trainer(TrainLoop):
         self._vg: dict[tuple, Callable] = {}
         self.cpu_shards = self._resolve_cpu_shards()
         self._streams = [mx.new_stream(mx.cpu) for _ in range(self.cpu_shards)] if self.cpu_shards > 1 else []
+        for opt in self.optims.values():
+            opt.streams = self._streams
+        if self.ema is not None:
+            self.ema.streams = self._streams
         self._bind(self.params)
 
     def _resolve_cpu_shards(self) -> int:
