@@ -104,6 +104,45 @@ def test_streaming_equals_full_pass(rng, context, chunk):
         assert all(c.length <= context for c in cm)
 
 
+RING_CASES = [
+    pytest.param(MIMI_LIKE, [2] * 15, id="mimi_like-chunk2"),
+    pytest.param(MIMI_LIKE, [1, 1, 3, 2, 7, 1, 5, 4, 6], id="mimi_like-growing-chunks"),
+    pytest.param(dict(norm="rms", ffn_type="gated", activation="silu", num_kv_heads=2,
+                      final_norm=True, rope_interleaved=False), [3] * 10, id="swiglu_gqa"),
+]
+
+
+@pytest.mark.parametrize("kw,chunks", RING_CASES)
+def test_ring_cache_step_equals_full_pass(rng, kw, chunks):
+    """The compiled ring-cache step gives the full causal pass (window 5 < stream length,
+    chunk lengths that grow force the rings to be re-laid out)."""
+    m = perturb(Transformer(**(BASE | kw | dict(context=5))), rng)
+    x = rng.standard_normal((2, sum(chunks), 32)).astype(np.float32)
+    full = np.array(m(mx.array(x)))
+    ring, outs, s = m.make_ring_cache(), [], 0
+    for c in chunks:
+        outs.append(np.array(m.step(mx.array(x[:, s:s + c]), ring)))
+        s += c
+    assert np.abs(np.concatenate(outs, 1) - full).max() < 1e-5
+    assert ring.offset == sum(chunks) and ring.capacity >= 5 + max(chunks)
+
+
+def test_ring_step_uses_new_weights_and_checks_its_input(rng):
+    m = perturb(Transformer(**(BASE | MIMI_LIKE | dict(context=5))), rng)
+    x = mx.array(rng.standard_normal((1, 2, 32)).astype(np.float32))
+    m.step(x, m.make_ring_cache())  # compiled with the first weights
+    perturb(m, rng)
+    assert np.abs(np.array(m.step(x, m.make_ring_cache())) - np.array(m(x))).max() < 1e-5
+    ring = m.make_ring_cache()
+    m.step(x, ring)
+    with pytest.raises(ValueError, match="reset"):
+        m.step(mx.concatenate([x, x]), ring)  # another batch size mid-stream
+    with pytest.raises(ValueError, match="context"):
+        Transformer(**BASE).make_ring_cache()  # unbounded
+    with pytest.raises(ValueError, match="context"):
+        Transformer(**(BASE | dict(causal=False, context=5))).make_ring_cache()
+
+
 def test_sliding_window_changes_the_output(rng):
     # Sanity for the window test above: with context < T the result really differs.
     m = perturb(Transformer(**(BASE | dict(context=4))), rng)

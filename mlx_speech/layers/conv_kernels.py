@@ -39,6 +39,9 @@ from collections.abc import Iterator
 
 import mlx.core as mx
 
+from mlx_speech.layers.activations import _on_cpu
+from mlx_speech.layers.linear import few_rows_applies, few_rows_matmul
+
 _IMPLS = ("auto", "native", "fast")
 # MLX's CPU GEMM for half types is a plain loop (~15x slower than fp32 BLAS here) and fp16
 # arithmetic is emulated on x86: the fast path computes in fp32 and rounds the result once.
@@ -137,6 +140,16 @@ def _dense(x: mx.array, w: mx.array, S: int, d: int, T_out: int) -> mx.array:
     return _accumulate([_tap(x, k * d, S, T_out) for k in range(K)], [w[:, k].T for k in range(K)])
 
 
+def _few_rows_or_plain(x: mx.array, weight: mx.array) -> mx.array:
+    """``x @ weight.T``; a streaming step's few rows on the CPU take Linear's chunked path
+    (Mimi's first decoder upsampling, 4 rows against an 8 MB weight: 895 -> 654 us; the
+    encoder's last conv, 2 rows x 4096 inputs, measured no gain and stays a plain GEMM)."""
+    N, K = weight.shape
+    if _on_cpu() and few_rows_applies(x.size // K, N, K):
+        return few_rows_matmul(x, weight)
+    return x @ weight.T
+
+
 def _accumulate(taps: list[mx.array], weights: list[mx.array]) -> mx.array:
     # weights[k] (I, O) are transposed views of the (O, K, I) weight: BLAS reads them in place
     y = taps[0] @ weights[0]
@@ -230,7 +243,7 @@ def conv_transpose1d(x: mx.array, w: mx.array, *, stride: int = 1, groups: int =
     if groups == 1 and B * Tp < SMALL_ROWS_PER_INPUT_CHANNEL * I:
         # Few rows (streaming steps): multiply by a view of the weight and reorder the small
         # product, instead of reordering the whole weight.
-        y = (xp.reshape(B * Tp, I) @ w.reshape(O * K, I).T).reshape(B, Tp, O, K)
+        y = _few_rows_or_plain(xp.reshape(B * Tp, I), w.reshape(O * K, I)).reshape(B, Tp, O, K)
         if KJ > K:
             y = mx.pad(y, [(0, 0), (0, 0), (0, 0), (0, KJ - K)])
         y = y.transpose(0, 1, 3, 2).reshape(B, Tp, J, S, O)

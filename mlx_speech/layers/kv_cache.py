@@ -25,6 +25,7 @@ every step.
 from __future__ import annotations
 
 import mlx.core as mx
+import numpy as np
 
 
 class KVCache:
@@ -112,3 +113,60 @@ class KVCache:
         self._values[:, :, self._length: end] = v
         self._length = end
         return self._keys[:, :, :end], self._values[:, :, :end]
+
+
+class RingKVCache:
+    """Keys/values of every layer of a stack in fixed-size rings, for a compiled streaming step
+    (:meth:`mlx_speech.layers.transformer.Transformer.step`); sliding-window stacks only.
+
+    Each layer's keys (after RoPE) and values are ``(B, H_kv, W, Dh)`` with ``W >= context + T``
+    for chunks of ``T`` positions: absolute position ``p`` lives in slot ``p % W``, so a step
+    writes its ``T`` new rows in place and every array keeps its shape from the first chunk on
+    (``mx.compile`` replays one graph; the list cache above grows until the window is full,
+    which for Mimi at 25 Hz takes 10 s). Slot ``s`` then holds position
+    ``last - ((last - s) mod W)`` (``last`` = newest position); slots never written or outside a
+    query's window are masked, so attention sees what the list cache returns, in slot order.
+    """
+
+    def __init__(self, *, context: int, num_layers: int) -> None:
+        if not isinstance(context, int) or context <= 0:
+            raise ValueError(f"RingKVCache: context must be a positive int, got {context!r}")
+        self.context = context
+        self.num_layers = num_layers
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (a new stream starts at position 0)."""
+        self.offset = 0
+        self.keys: list[mx.array] | None = None
+        self.values: list[mx.array] | None = None
+
+    @property
+    def capacity(self) -> int:
+        return 0 if self.keys is None else self.keys[0].shape[2]
+
+    def prepare(self, batch: int, kv_heads: int, head_dim: int, chunk: int, dtype: mx.Dtype) -> None:
+        """Make the rings fit a chunk of ``chunk`` positions (allocate, or re-lay the held
+        positions into larger rings when a longer chunk arrives)."""
+        need = self.context + chunk
+        if self.keys is not None:
+            held = self.keys[0].shape
+            if (held[0], held[1], held[3]) != (batch, kv_heads, head_dim):
+                raise ValueError(
+                    f"RingKVCache holds (B, H, Dh) = {(held[0], held[1], held[3])} but got "
+                    f"{(batch, kv_heads, head_dim)}; call reset() for a new stream")
+            if self.capacity >= need:
+                return
+        shape = (batch, kv_heads, need, head_dim)
+        if self.keys is None or self.offset == 0:
+            self.keys = [mx.zeros(shape, dtype=dtype) for _ in range(self.num_layers)]
+            self.values = [mx.zeros(shape, dtype=dtype) for _ in range(self.num_layers)]
+            return
+        old, last = self.capacity, self.offset - 1
+        # every position a later query can see is held: move each to its slot in the new ring
+        pos = np.arange(max(0, last - old + 1), last + 1)
+        take = np.zeros(need, dtype=np.int32)
+        take[pos % need] = pos % old
+        idx = mx.array(take)
+        self.keys = [mx.take(k, idx, axis=2) for k in self.keys]
+        self.values = [mx.take(v, idx, axis=2) for v in self.values]

@@ -232,9 +232,18 @@ class MimiModel(nn.Module):
         for _, module in self.named_modules():
             if module is not self and isinstance(module, (Conv1d, ConvTranspose1d)):
                 module.reset_state()
-        self._enc_cache = self.encoder_transformer.make_cache()
-        self._dec_cache = self.decoder_transformer.make_cache()
+        self._enc_cache = self._stream_cache(self.encoder_transformer)
+        self._dec_cache = self._stream_cache(self.decoder_transformer)
         self._samples_in = 0
+
+    @staticmethod
+    def _stream_cache(transformer: Transformer):
+        """On the CPU, a ring cache: the transformer step runs as one compiled graph (10 s
+        stream, encoder transformer: 37 -> 23 ms per 80 ms frame here). Elsewhere the list
+        cache (the compiled ring path is not measured on a GPU)."""
+        if mx.default_device().type == mx.DeviceType.cpu:
+            return transformer.make_ring_cache()
+        return transformer.make_cache()
 
     def encode_step(self, wav: mx.array, *, num_codebooks: int | None = None,
                     final: bool = False) -> mx.array:
