@@ -10,6 +10,7 @@ import torch
 from mlx.utils import tree_flatten
 
 from convert.core import copy_mlx_to_torch
+from mlx_speech.layers.kv_cache import ring_views
 from mlx_speech.layers.transformer import Transformer, TransformerLayer
 from torch_ref.layers.transformer import Transformer as TTransformer
 from torch_ref.layers.transformer import TransformerLayer as TTransformerLayer
@@ -139,6 +140,9 @@ def test_ring_step_uses_new_weights_and_checks_its_input(rng):
         m.step(mx.concatenate([x, x]), ring)  # another batch size mid-stream
     with pytest.raises(ValueError, match="context"):
         Transformer(**BASE).make_ring_cache()  # unbounded
+    view = ring_views(ring.keys, ring.values, mx.array(ring.offset), 2, 5)[0]
+    with pytest.raises(ValueError, match="key padding mask"):
+        m.layers[0].self_attn(x, cache=view, mask=mx.ones((1, view.keys.shape[2]), dtype=mx.bool_))
     with pytest.raises(ValueError, match="context"):
         Transformer(**(BASE | dict(causal=False, context=5))).make_ring_cache()
 

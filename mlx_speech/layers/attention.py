@@ -25,7 +25,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlx_speech.layers.activations import _LOG2E, exp2_fast
-from mlx_speech.layers.kv_cache import KVCache
+from mlx_speech.layers.kv_cache import KVCache, RingView
 from mlx_speech.layers.linear import Linear
 from mlx_speech.layers.rope import RotaryEmbedding
 
@@ -175,7 +175,12 @@ class MultiHeadAttention(nn.Module):
         if cache is not None:
             k, v = cache.update_and_fetch(k, v)
         S = k.shape[2]
-        attn_mask, visible = self._mask(B, T, S, offset, mask)
+        if isinstance(cache, RingView):  # a ring's slots are not in time order: its own mask
+            if mask is not None:
+                raise ValueError("attention: a ring cache step takes no key padding mask")
+            attn_mask, visible = cache.visible, None
+        else:
+            attn_mask, visible = self._mask(B, T, S, offset, mask)
         o = scaled_dot_product_attention(q, k, v, scale=self.scale, mask=attn_mask)
         if visible is not None:
             o = o * visible.astype(o.dtype)

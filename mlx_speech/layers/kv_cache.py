@@ -170,3 +170,37 @@ class RingKVCache:
         idx = mx.array(take)
         self.keys = [mx.take(k, idx, axis=2) for k in self.keys]
         self.values = [mx.take(v, idx, axis=2) for v in self.values]
+
+
+class RingView:
+    """One layer's ring inside :class:`RingKVCache`'s compiled step, seen through the cache
+    interface :class:`~mlx_speech.layers.attention.MultiHeadAttention` uses: ``offset`` (an
+    int32 array: the chunk's first position), ``update_and_fetch`` (writes the chunk's rows into
+    their slots and returns the whole ring) and ``visible``, the ``(1, 1, T, W)`` attention mask
+    that replaces the window mask (slots are not in time order). Made by :func:`ring_views`.
+    """
+
+    def __init__(self, keys: mx.array, values: mx.array, offset: mx.array, slots: mx.array,
+                 visible: mx.array) -> None:
+        self.keys, self.values, self.offset = keys, values, offset
+        self._slots, self.visible = slots, visible
+
+    def update_and_fetch(self, k: mx.array, v: mx.array) -> tuple[mx.array, mx.array]:
+        where = mx.broadcast_to(self._slots[None, None, :, None], k.shape)
+        self.keys = mx.put_along_axis(self.keys, where, k, axis=2)
+        self.values = mx.put_along_axis(self.values, where, v, axis=2)
+        return self.keys, self.values
+
+
+def ring_views(keys: list[mx.array], values: list[mx.array], offset: mx.array, chunk: int,
+               context: int) -> list[RingView]:
+    """A :class:`RingView` per layer for a chunk of ``chunk`` positions starting at ``offset``;
+    the slot layout and the mask are computed once and shared."""
+    W = keys[0].shape[2]
+    last = offset + chunk - 1
+    held = last - mx.remainder(last - mx.arange(W), W)  # absolute position in each slot
+    query = offset + mx.arange(chunk)
+    visible = ((held[None, :] >= 0) & (held[None, :] <= query[:, None])
+               & (query[:, None] - held[None, :] < context))[None, None]
+    slots = mx.remainder(query, W)
+    return [RingView(k, v, offset, slots, visible) for k, v in zip(keys, values)]

@@ -23,8 +23,8 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlx_speech.layers.activations import get_activation
-from mlx_speech.layers.attention import MultiHeadAttention, scaled_dot_product_attention
-from mlx_speech.layers.kv_cache import KVCache, RingKVCache
+from mlx_speech.layers.attention import MultiHeadAttention
+from mlx_speech.layers.kv_cache import KVCache, RingKVCache, ring_views
 from mlx_speech.layers.linear import Linear
 from mlx_speech.layers.norms import LayerScale, make_norm
 
@@ -193,34 +193,7 @@ class Transformer(nn.Module):
 
     def _ring_graph(self, x: mx.array, pos: mx.array, keys: list[mx.array],
                     values: list[mx.array]) -> tuple[mx.array, list[mx.array], list[mx.array]]:
-        """One chunk through every layer against ring caches (see :class:`RingKVCache`)."""
-        B, T, D = x.shape
-        att0 = self.layers[0].self_attn
-        W, context = keys[0].shape[2], att0.context
-        last = pos + T - 1
-        held = last - mx.remainder(last - mx.arange(W), W)  # absolute position in each slot
-        query = pos + mx.arange(T)
-        visible = ((held[None, :] >= 0) & (held[None, :] <= query[:, None])
-                   & (query[:, None] - held[None, :] < context))[None, None]
-        slots = mx.remainder(query, W)
-        new_keys, new_values = [], []
-        for layer, K, V in zip(self.layers, keys, values):
-            att = layer.self_attn
-            h = layer.norm1(x)
-            q = att.q_proj(h).reshape(B, T, att.num_heads, att.head_dim).transpose(0, 2, 1, 3)
-            k = att.k_proj(h).reshape(B, T, att.num_kv_heads, att.head_dim).transpose(0, 2, 1, 3)
-            v = att.v_proj(h).reshape(B, T, att.num_kv_heads, att.head_dim).transpose(0, 2, 1, 3)
-            if att.rope is not None:
-                q, k = att.rope(q, offset=pos), att.rope(k, offset=pos)
-            where = mx.broadcast_to(slots[None, None, :, None], k.shape)
-            K = mx.put_along_axis(K, where, k, axis=2)
-            V = mx.put_along_axis(V, where, v, axis=2)
-            o = scaled_dot_product_attention(q, K, V, scale=att.scale, mask=visible)
-            o = o.transpose(0, 2, 1, 3).reshape(B, T, att.dim)
-            x = x + layer._branch(att.out_proj(o), "layer_scale_1")
-            x = x + layer._branch(layer.ffn(layer.norm2(x)), "layer_scale_2")
-            new_keys.append(K)
-            new_values.append(V)
-        if "norm" in self:
-            x = self.norm(x)
-        return x, new_keys, new_values
+        """One chunk through the stack (its own forward) against per-layer ring views."""
+        views = ring_views(keys, values, pos, x.shape[1], self.layers[0].self_attn.context)
+        y = self(x, cache=views)
+        return y, [v.keys for v in views], [v.values for v in views]
