@@ -63,11 +63,10 @@ def _adamw(params, grads, ms, vs, lrs, wds, b1, b2, eps, bc1, bc2, max_norm):
 
 _adamw_compiled = mx.compile(_adamw)
 # the same maths split for several CPU streams: partial sums of squares, then the update
-_sum_squares_compiled = mx.compile(lambda grads: _sum_squares([mx.contiguous(g) for g in grads]))
+_sum_squares_compiled = mx.compile(_sum_squares)
 _update_compiled = mx.compile(
     lambda params, grads, ms, vs, lrs, wds, b1, b2, eps, bc1, bc2, norm, max_norm: _update(
-        params, [mx.contiguous(g) for g in grads], ms, vs, lrs, wds, b1, b2, eps, bc1, bc2,
-        _clip_scale(norm, max_norm)))
+        params, grads, ms, vs, lrs, wds, b1, b2, eps, bc1, bc2, _clip_scale(norm, max_norm)))
 
 
 def split_by_size(sizes: list[int], parts: int) -> list[range]:
@@ -108,7 +107,6 @@ class AdamW:
         self.v = {n: mx.zeros_like(params[n]) for n in self.names}
         self.t = 0
         self.streams: list = []  # CPU streams to spread the update over (the trainer's)
-        self._shares: list[range] | None = None
 
     def lrs(self, factor: float) -> dict[str, float]:
         """Current lr of each group (for logs)."""
@@ -139,18 +137,18 @@ class AdamW:
 
     def _propose_on_streams(self, P, G, M, V, lrs, consts, max_norm):
         """:meth:`propose`'s maths with the parameters cut into one share per CPU stream."""
-        if self._shares is None:
-            self._shares = split_by_size([p.size for p in P], len(self.streams))
+        shares = list(zip(self.streams, split_by_size([p.size for p in P], len(self.streams))))
         pick = lambda xs, r: xs[r.start:r.stop]  # noqa: E731
-        partial = []
-        for stream, r in zip(self.streams, self._shares):
-            with mx.stream(stream):
-                partial.append(_sum_squares_compiled(pick(G, r)))
+        grads, partial = [], []
+        for stream, r in shares:
+            with mx.stream(stream):  # row-major once (see _adamw), read by both passes below
+                grads.append([mx.contiguous(g) for g in pick(G, r)])
+                partial.append(_sum_squares_compiled(grads[-1]))
         norm = mx.sqrt(sum(partial))
         new_p, new_m, new_v = [], [], []
-        for stream, r in zip(self.streams, self._shares):
+        for (stream, r), g in zip(shares, grads):
             with mx.stream(stream):
-                p, m, v = _update_compiled(pick(P, r), pick(G, r), pick(M, r), pick(V, r),
+                p, m, v = _update_compiled(pick(P, r), g, pick(M, r), pick(V, r),
                                            pick(lrs, r), pick(self._wd, r), *consts, norm, max_norm)
             new_p += p
             new_m += m

@@ -35,10 +35,9 @@ the same on every rank, mixed with the rank.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
-
-import os
 
 import mlx.core as mx
 import numpy as np
