@@ -19,7 +19,10 @@ streaming loop in fresh subprocesses over 10 s and ``--long-seconds`` (600) of a
 chunk by chunk and reports the peak RSS sampled while streaming (and the process peak,
 ``ru_maxrss``, which loading the weights dominates).
 
-Usage: ``python bench/mimi.py [--rounds 3] [--codebooks 8] [--long-seconds 600] [--no-rss]``.
+Usage: ``python bench/mimi.py [--rounds 3] [--codebooks 8] [--long-seconds 600] [--no-rss]
+[--blas-thread-timeout N]``. The JSON records ``openblas_thread_timeout``: with N = 4 OpenBLAS's
+idle worker sleeps at once instead of spinning ~0.1 s after each threaded GEMM, which changes
+the streaming figure (see README, "Mimi codec").
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ if __name__ == "__main__" and "--threads" in sys.argv:  # before any BLAS is loa
     _n = sys.argv[sys.argv.index("--threads") + 1]
     os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = _n
     os.environ["MKL_NUM_THREADS"] = _n
+if __name__ == "__main__" and "--blas-thread-timeout" in sys.argv:  # read when OpenBLAS loads
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = sys.argv[sys.argv.index("--blas-thread-timeout") + 1]
 
 import mlx_speech  # noqa: E402,F401  (before mlx: sets up the BLAS)
 from _timing import compare_times, torch_threads  # noqa: E402
@@ -207,6 +212,9 @@ def main() -> None:
     ap.add_argument("--no-rss", action="store_true", help="skip the RSS subprocesses")
     ap.add_argument("--threads", type=int, default=None,
                     help="threads for torch and MLX's BLAS (default: torch's default, all cores)")
+    ap.add_argument("--blas-thread-timeout", type=int, default=None,
+                    help="OPENBLAS_THREAD_TIMEOUT for MLX's OpenBLAS (4..30; default: OpenBLAS's "
+                         "own, 28): idle workers spin 2**N cycles before sleeping")
     ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
@@ -225,7 +233,8 @@ def main() -> None:
         result: dict[str, object] = {
             "bench": f"mimi_{args.seconds:g}s_24khz", "weights": source, "dtype": "float32",
             "num_codebooks": args.codebooks, "torch_threads": threads, "cpus": os.cpu_count(),
-            "blas": _blas.status().get("backend"), "rtf": rtf,
+            "blas": _blas.status().get("backend"),
+            "openblas_thread_timeout": _blas.thread_timeout(), "rtf": rtf,
         }
         ratios, targets = {}, {}
         for name, (num, den, limit) in TARGETS.items():

@@ -196,6 +196,7 @@ def main() -> None:
     import mlx_speech  # noqa: F401, PLC0415  (before mlx: sets up the BLAS)
     import mlx.core as mx  # noqa: PLC0415
 
+    from mlx_speech import _blas  # noqa: PLC0415
     from mlx_speech.models.ssl import load_ssl  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix="bench_ssl_") as d:
@@ -224,7 +225,7 @@ def main() -> None:
         "frames": model.num_frames(n), "batch": 1, "dtype": "float32",
         "device": str(mx.default_device()), "machine": platform.machine(),
         "threads": first["threads"], "cpu_count": os.cpu_count(),
-        "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "default (28)"),
+        "openblas_thread_timeout": _blas.thread_timeout(),
         "load_average_1min": round(os.getloadavg()[0], 2),
         "mlx_ms": round(mlx_wall * 1e3, 1), "torch_ms": round(torch_wall * 1e3, 1),
         "mlx_over_torch": round(mlx_wall / torch_wall, 3),

@@ -123,6 +123,12 @@ def _dynamic_symbols(lib: Path) -> list[str]:
     return names
 
 
+def thread_timeout() -> str:
+    """``OPENBLAS_THREAD_TIMEOUT`` as this process sees it (OpenBLAS's default: 28), for reports:
+    idle OpenBLAS workers spin 2**N cycles before they sleep."""
+    return os.environ.get("OPENBLAS_THREAD_TIMEOUT", "28 (OpenBLAS default)")
+
+
 def ensure() -> dict[str, str | None]:
     """Load the optimised BLAS for MLX if possible. Safe to call repeatedly; never raises."""
     global _HANDLE

@@ -46,6 +46,8 @@ def system_info() -> dict[str, Any]:
     info["blas_detail"] = blas["detail"]
     if blas.get("loaded"):
         info["blas_loaded"] = blas["loaded"]
+    if blas["backend"] == "openblas":
+        info["openblas_thread_timeout"] = _blas.thread_timeout()
     jit = _jit.status()
     info["cpu_kernels"] = jit["mode"]
     info["cpu_kernels_detail"] = jit["detail"]

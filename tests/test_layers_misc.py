@@ -427,6 +427,22 @@ def test_few_rows_linear_matches_plain_linear_and_its_gradient():
     assert not few_rows_applies(0, 1536, 512)
 
 
+def test_few_rows_path_leaves_rows_too_wide_for_the_small_kernel():
+    """Up to 7168 inputs per call (rows x K) the chunked path applies; wider rows stay plain
+    GEMMs (the small kernel then reads the weight at half the rate), and results match."""
+    from mlx_speech.layers import linear
+
+    assert linear.few_rows_applies(2, 1024, 3584) and linear.few_rows_applies(4, 8192, 1024)
+    assert not linear.few_rows_applies(2, 1024, 8192)
+    assert not linear.few_rows_applies(4, 2048, 2048)
+    mx.random.seed(5)
+    with mx.stream(mx.cpu):
+        for rows, N, K in ((2, 1024, 3584), (4, 8192, 1024), (1, 384, 6144)):
+            x, w = mx.random.normal((rows, K)), mx.random.normal((N, K))
+            ref = np.array(x, dtype=np.float64) @ np.array(w, dtype=np.float64).T
+            assert np.abs(np.array(linear.few_rows_matmul(x, w)) - ref).max() < 1e-3
+
+
 def test_linear_custom_gradient_matches_autodiff():
     """The CPU training path (row-major weight gradient) gives autodiff's values, eager and
     inside mx.compile, with and without bias, for 1-D to 3-D inputs; the weight is then updated
