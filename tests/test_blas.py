@@ -69,4 +69,3 @@ def test_shim_build_is_cached_and_atomic(tmp_path):
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != os.path.basename(lib)
                  and not (p.name == "g++" and p.parent.parent == tmp_path / "jit")]  # _jit's wrapper
     assert leftovers == []
-
