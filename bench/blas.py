@@ -3,6 +3,12 @@
 Reports the MLX/torch time ratio in this process (where mlx_speech gave MLX its BLAS), torch's
 time in a process without MLX (to show torch is not slowed down), and the stock-BLAS MLX time
 (``MLX_SPEECH_BLAS=reference``, in a subprocess). Usage: ``python bench/blas.py [--n 1024]``.
+
+``few_rows``: products with 1-4 rows (a streaming step's ``x @ w.T``) over a model-sized set of
+weights (``--few-rows-mb``, default 192 MB, about what one Mimi frame reads, so the weights come
+from memory and not from cache), in microseconds per product: MLX here (our few-row
+``cblas_sgemm`` where it is built, see ``mlx_speech/_blas.py``), MLX with OpenBLAS alone
+(``MLX_SPEECH_SGEMM=openblas``, in a subprocess) and torch, with ratios.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import mlx_speech  # noqa: F401  (before mlx: sets up the BLAS)
 from _timing import compare_times, torch_threads
@@ -37,6 +44,61 @@ print(json.dumps(sorted(ts)[len(ts) // 2]))
 """
 
 
+_FEW_ROWS_SHAPES = ((2, 2048, 512), (2, 512, 2048), (1, 2048, 256), (4, 8192, 1024))
+
+_FEW_ROWS_CHILD = r"""
+import json, sys, time
+import numpy as np
+import mlx_speech, mlx.core as mx
+shapes, mb = json.loads(sys.argv[1]), float(sys.argv[2])
+out = {}
+for m, n, k in shapes:
+    count = max(2, int(mb * 1e6 // (n * k * 4)))
+    ws = [mx.random.normal((n, k)) for _ in range(count)]
+    x = mx.random.normal((m, k))
+    mx.eval(ws, x)
+    ts = []
+    for r in range(max(3, 300 // count)):
+        t = time.perf_counter()
+        for w in ws:
+            mx.eval(x @ w.T)
+        ts.append((time.perf_counter() - t) / count)
+    out[f"{m}x{n}x{k}"] = sorted(ts)[len(ts) // 2]
+print(json.dumps(out))
+"""
+
+
+def _few_rows(mb: float) -> dict:
+    import torch
+
+    shapes = json.dumps(_FEW_ROWS_SHAPES)
+    runs = {}
+    for name, extra in (("mlx", {}), ("mlx_openblas_alone", {"MLX_SPEECH_SGEMM": "openblas"})):
+        out = subprocess.run([sys.executable, "-c", _FEW_ROWS_CHILD, shapes, str(mb)],
+                             capture_output=True, text=True, check=True,
+                             env={**os.environ, **extra})
+        runs[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    runs["torch"] = {}
+    for m, n, k in _FEW_ROWS_SHAPES:
+        count = max(2, int(mb * 1e6 // (n * k * 4)))
+        ws = [torch.randn(n, k) for _ in range(count)]
+        x = torch.randn(m, k)
+        ts = []
+        for _ in range(max(3, 300 // count)):
+            t = time.perf_counter()
+            for w in ws:
+                torch.nn.functional.linear(x, w)
+            ts.append((time.perf_counter() - t) / count)
+        runs["torch"][f"{m}x{n}x{k}"] = sorted(ts)[len(ts) // 2]
+    result = {key: {name: round(r[key] * 1e6, 1) for name, r in runs.items()}
+              for key in runs["mlx"]}
+    for key, row in result.items():
+        row["mlx_over_openblas_alone"] = round(row["mlx"] / row["mlx_openblas_alone"], 3)
+        row["mlx_over_torch"] = round(row["mlx"] / row["torch"], 3)
+    return {"weights_mb": mb, "us_per_product": result,
+            "few_rows_sgemm": _blas.status().get("few_rows_sgemm")}
+
+
 def _child(n: int, reps: int, which: str, env: dict[str, str] | None = None) -> float:
     out = subprocess.run([sys.executable, "-c", _CHILD, str(n), str(reps), which],
                          capture_output=True, text=True, check=True, env={**os.environ, **(env or {})})
@@ -48,6 +110,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1024)
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--skip-stock", action="store_true", help="skip the slow stock-BLAS run")
+    ap.add_argument("--few-rows-mb", type=float, default=192.0,
+                    help="weights per few-row shape (0: skip the few-row products)")
     args = ap.parse_args()
 
     import mlx.core as mx
@@ -77,6 +141,8 @@ def main() -> None:
         stock = _child(args.n, 3, "mlx", env={"MLX_SPEECH_BLAS": "reference"})
         result["mlx_stock_blas_ms"] = round(stock * 1e3, 3)
         result["speedup_vs_stock"] = round(stock / t_mlx, 1)
+    if args.few_rows_mb > 0:
+        result["few_rows"] = _few_rows(args.few_rows_mb)
     print(json.dumps(result, indent=2))
 
 

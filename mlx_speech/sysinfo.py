@@ -48,6 +48,7 @@ def system_info() -> dict[str, Any]:
         info["blas_loaded"] = blas["loaded"]
     if blas["backend"] == "openblas":
         info["openblas_thread_timeout"] = _blas.thread_timeout()
+        info["few_rows_sgemm"] = blas.get("few_rows_sgemm")
     jit = _jit.status()
     info["cpu_kernels"] = jit["mode"]
     info["cpu_kernels_detail"] = jit["detail"]

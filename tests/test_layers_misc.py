@@ -403,9 +403,12 @@ def test_elu_cpu_kernels_accuracy_specials_and_gradient():
     assert empty.shape == (0, 3)
 
 
-def test_few_rows_linear_matches_plain_linear_and_its_gradient():
+def test_few_rows_linear_matches_plain_linear_and_its_gradient(monkeypatch):
+    from mlx_speech.layers import linear
     from mlx_speech.layers.linear import Linear, few_rows_applies
 
+    # the chunked path, as on BLAS builds without our few-row sgemm
+    monkeypatch.setattr(linear, "few_rows_kernel", lambda: False)
     mx.random.seed(3)
     for bias in (True, False):
         lin = Linear(512, 1536, bias=bias)
@@ -427,10 +430,12 @@ def test_few_rows_linear_matches_plain_linear_and_its_gradient():
     assert not few_rows_applies(0, 1536, 512)
 
 
-def test_few_rows_path_leaves_rows_too_wide_for_the_small_kernel():
+def test_few_rows_path_leaves_rows_too_wide_for_the_small_kernel(monkeypatch):
     """Up to 7168 inputs per call (rows x K) the chunked path applies; wider rows stay plain
     GEMMs (the small kernel then reads the weight at half the rate), and results match."""
     from mlx_speech.layers import linear
+
+    monkeypatch.setattr(linear, "few_rows_kernel", lambda: False)
 
     assert linear.few_rows_applies(2, 1024, 3584) and linear.few_rows_applies(4, 8192, 1024)
     assert not linear.few_rows_applies(2, 1024, 8192)
@@ -441,6 +446,13 @@ def test_few_rows_path_leaves_rows_too_wide_for_the_small_kernel():
             x, w = mx.random.normal((rows, K)), mx.random.normal((N, K))
             ref = np.array(x, dtype=np.float64) @ np.array(w, dtype=np.float64).T
             assert np.abs(np.array(linear.few_rows_matmul(x, w)) - ref).max() < 1e-3
+
+
+def test_chunked_few_rows_path_is_off_behind_our_sgemm(monkeypatch):
+    from mlx_speech.layers import linear
+
+    monkeypatch.setattr(linear, "few_rows_kernel", lambda: True)
+    assert not linear.few_rows_applies(2, 1536, 512) and not linear.few_rows_applies(4, 8192, 1024)
 
 
 def test_linear_custom_gradient_matches_autodiff():

@@ -143,7 +143,8 @@ def _dense(x: mx.array, w: mx.array, S: int, d: int, T_out: int) -> mx.array:
 def _few_rows_or_plain(x: mx.array, weight: mx.array) -> mx.array:
     """``x @ weight.T``; a streaming step's few rows on the CPU take Linear's chunked path
     (Mimi's first decoder upsampling, 4 rows against an 8 MB weight: 895 -> 654 us; the
-    encoder's last conv, 2 rows x 4096 inputs, measured no gain and stays a plain GEMM)."""
+    encoder's last conv, 2 rows x 4096 inputs, measured no gain and stays a plain GEMM) unless
+    our few-row sgemm is in use, which takes the plain call (see ``linear.few_rows_applies``)."""
     N, K = weight.shape
     if _on_cpu() and few_rows_applies(x.size // K, N, K):
         return few_rows_matmul(x, weight)

@@ -6,9 +6,13 @@ general sgemm repacks the whole weight on every call: ~570 us here, ~70% of it p
 a batch of ``N / 128`` products against 128-row slices of ``W`` (a free reshape), each product
 is small enough for OpenBLAS's small-matrix kernel, which reads ``W`` in place: ~265 us.
 
-When: MLX's device is the CPU, at most :data:`FEW_ROWS` rows, ``rows * N * K > 2**19`` (up to
-that the plain call is as fast or faster) and ``N`` a multiple of :data:`CHUNK`. Anything else, and every
-GPU call, is ``mlx.nn.Linear``'s own. Results equal the plain call to float32 rounding (another
+Where MLX's BLAS is our own few-row ``cblas_sgemm`` (Linux x86-64 with a C compiler, see
+:mod:`mlx_speech._blas`), the plain call is already the fast one (~2x the chunked path) and
+this path is off; it stays for the other CPU BLAS builds.
+
+When: MLX's device is the CPU, our few-row sgemm is not in use, at most :data:`FEW_ROWS` rows,
+``rows * N * K > 2**19`` (up to that the plain call is as fast or faster) and ``N`` a multiple
+of :data:`CHUNK`. Anything else, and every GPU call, is ``mlx.nn.Linear``'s own. Results equal the plain call to float32 rounding (another
 summation order); gradients flow through both paths.
 
 Training on the CPU (more rows): the weight gradient of ``x @ W.T`` comes out of MLX's autodiff
@@ -23,6 +27,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
+from mlx_speech._blas import few_rows_kernel
 from mlx_speech.layers.activations import _on_cpu
 
 FEW_ROWS = 4
@@ -35,7 +40,7 @@ FEW_ROWS_MAX_INPUT = 7168
 
 def few_rows_applies(rows: int, out_features: int, in_features: int) -> bool:
     """Whether :class:`Linear` takes the chunked CPU path for this call (device aside)."""
-    return (0 < rows <= FEW_ROWS and out_features % CHUNK == 0
+    return (not few_rows_kernel() and 0 < rows <= FEW_ROWS and out_features % CHUNK == 0
             and rows * in_features <= FEW_ROWS_MAX_INPUT
             and rows * out_features * in_features > _MIN_WORK)
 
