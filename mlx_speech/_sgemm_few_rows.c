@@ -201,7 +201,9 @@ static int run_split(const struct job *all) {
     mine.b = all->b + (size_t)half * all->ldb;
     mine.c = all->c + half;
     atomic_store_explicit(&claimed, 0, memory_order_release);
-    atomic_store_explicit(&seq, s, memory_order_release);
+    /* seq_cst store, then the load of `sleeping`: either the helper sees the new seq before it
+       waits (the futex also rechecks it) or this thread sees it asleep and wakes it. */
+    atomic_store(&seq, s);
     if (atomic_load(&sleeping)) syscall(SYS_futex, &seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     run(&mine);
     int expected = 0;
