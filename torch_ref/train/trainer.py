@@ -14,6 +14,7 @@ Dropout draws from torch's global generator, re-seeded every step from a checkpo
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -221,7 +222,18 @@ class Trainer(TrainLoop):
         try:
             return super().run()
         finally:
+            self._release_ddp()
             self.dp.close()
+
+    def _release_ddp(self) -> None:
+        """Drop the DDP wrappers (their reducers hold the process group and gloo's work
+        objects) and collect, while the interpreter is fully alive. Left to interpreter
+        teardown, that destruction aborted a rank at exit ("terminate called without an active
+        exception", SIGABRT) in about 1 run in 15-40 here, after training had finished."""
+        if not self.dp.enabled:
+            return
+        self.nets = {name: getattr(net, "module", net) for name, net in self.nets.items()}
+        gc.collect()
 
     # -- inspection --------------------------------------------------------------------------------
     def weights(self, *, ema: bool = False) -> dict[str, np.ndarray]:
