@@ -8,7 +8,7 @@ time in a process without MLX (to show torch is not slowed down), and the stock-
 weights (``--few-rows-mb``, default 192 MB, about what one Mimi frame reads, so the weights come
 from memory and not from cache), in microseconds per product: MLX here (our few-row
 ``cblas_sgemm`` where it is built, see ``mlx_speech/_blas.py``), MLX with OpenBLAS alone
-(``MLX_SPEECH_SGEMM=openblas``, in a subprocess) and torch, with ratios.
+(``MLX_SPEECH_SGEMM=openblas``) and torch, each in its own subprocess, with ratios.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import mlx_speech  # noqa: F401  (before mlx: sets up the BLAS)
 from _timing import compare_times, torch_threads
@@ -48,20 +47,27 @@ _FEW_ROWS_SHAPES = ((2, 2048, 512), (2, 512, 2048), (1, 2048, 256), (4, 8192, 10
 
 _FEW_ROWS_CHILD = r"""
 import json, sys, time
-import numpy as np
-import mlx_speech, mlx.core as mx
-shapes, mb = json.loads(sys.argv[1]), float(sys.argv[2])
+shapes, mb, which = json.loads(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+if which == "torch":
+    import torch
+    normal = lambda shape: torch.randn(*shape)
+    product = lambda x, w: torch.nn.functional.linear(x, w)
+else:
+    import mlx_speech, mlx.core as mx
+    normal = lambda shape: mx.random.normal(shape)
+    product = lambda x, w: mx.eval(x @ w.T)
 out = {}
 for m, n, k in shapes:
     count = max(2, int(mb * 1e6 // (n * k * 4)))
-    ws = [mx.random.normal((n, k)) for _ in range(count)]
-    x = mx.random.normal((m, k))
-    mx.eval(ws, x)
+    ws = [normal((n, k)) for _ in range(count)]
+    x = normal((m, k))
+    if which != "torch":
+        mx.eval(ws, x)
     ts = []
-    for r in range(max(3, 300 // count)):
+    for _ in range(max(3, 300 // count)):
         t = time.perf_counter()
         for w in ws:
-            mx.eval(x @ w.T)
+            product(x, w)
         ts.append((time.perf_counter() - t) / count)
     out[f"{m}x{n}x{k}"] = sorted(ts)[len(ts) // 2]
 print(json.dumps(out))
@@ -69,27 +75,15 @@ print(json.dumps(out))
 
 
 def _few_rows(mb: float) -> dict:
-    import torch
-
     shapes = json.dumps(_FEW_ROWS_SHAPES)
     runs = {}
-    for name, extra in (("mlx", {}), ("mlx_openblas_alone", {"MLX_SPEECH_SGEMM": "openblas"})):
-        out = subprocess.run([sys.executable, "-c", _FEW_ROWS_CHILD, shapes, str(mb)],
+    for name, which, extra in (("mlx", "mlx", {}),
+                               ("mlx_openblas_alone", "mlx", {"MLX_SPEECH_SGEMM": "openblas"}),
+                               ("torch", "torch", {})):
+        out = subprocess.run([sys.executable, "-c", _FEW_ROWS_CHILD, shapes, str(mb), which],
                              capture_output=True, text=True, check=True,
                              env={**os.environ, **extra})
         runs[name] = json.loads(out.stdout.strip().splitlines()[-1])
-    runs["torch"] = {}
-    for m, n, k in _FEW_ROWS_SHAPES:
-        count = max(2, int(mb * 1e6 // (n * k * 4)))
-        ws = [torch.randn(n, k) for _ in range(count)]
-        x = torch.randn(m, k)
-        ts = []
-        for _ in range(max(3, 300 // count)):
-            t = time.perf_counter()
-            for w in ws:
-                torch.nn.functional.linear(x, w)
-            ts.append((time.perf_counter() - t) / count)
-        runs["torch"][f"{m}x{n}x{k}"] = sorted(ts)[len(ts) // 2]
     result = {key: {name: round(r[key] * 1e6, 1) for name, r in runs.items()}
               for key in runs["mlx"]}
     for key, row in result.items():

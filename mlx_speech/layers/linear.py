@@ -12,8 +12,8 @@ this path is off; it stays for the other CPU BLAS builds.
 
 When: MLX's device is the CPU, our few-row sgemm is not in use, at most :data:`FEW_ROWS` rows,
 ``rows * N * K > 2**19`` (up to that the plain call is as fast or faster) and ``N`` a multiple
-of :data:`CHUNK`. Anything else, and every GPU call, is ``mlx.nn.Linear``'s own. Results equal the plain call to float32 rounding (another
-summation order); gradients flow through both paths.
+of :data:`CHUNK`. Anything else, and every GPU call, is ``mlx.nn.Linear``'s own. Results equal
+the plain call to float32 rounding (another summation order); gradients flow through both paths.
 
 Training on the CPU (more rows): the weight gradient of ``x @ W.T`` comes out of MLX's autodiff
 as the transpose of ``x.T @ dy``, a strided view; the optimiser then reads it column by column

@@ -229,7 +229,8 @@ class Trainer(TrainLoop):
         """Drop the DDP wrappers (their reducers hold the process group and gloo's work
         objects) and collect, while the interpreter is fully alive. Left to interpreter
         teardown, that destruction aborted a rank at exit ("terminate called without an active
-        exception", SIGABRT) in about 1 run in 15-40 here, after training had finished."""
+        exception", SIGABRT) in 1 of 12 runs of the torchrun test, then 0 of 70, after training had
+        finished; 0 of 40 with this release."""
         if not self.dp.enabled:
             return
         self.nets = {name: getattr(net, "module", net) for name, net in self.nets.items()}
