@@ -59,6 +59,9 @@ def _emit(data: dict[str, Any], as_json: bool) -> None:
 @click.version_option(package_name="mlx-speech", prog_name="mlx-speech")
 def cli(verbose: bool) -> None:
     """mlx-speech: speech models in MLX with a PyTorch mirror."""
+    import mlx_speech  # noqa: PLC0415
+
+    mlx_speech.accelerate()  # before any command imports mlx (a no-op on macOS and GPU backends)
 
 
 @cli.command()

@@ -19,7 +19,9 @@ import os
 import subprocess
 import sys
 
-import mlx_speech  # noqa: F401  (before mlx: sets up the BLAS)
+import mlx_speech
+
+mlx_speech.accelerate()  # before mlx is imported: gives MLX its BLAS
 from _timing import compare_times, torch_threads
 from mlx_speech import _blas
 
@@ -33,7 +35,9 @@ if which == "torch":
     torch.set_num_threads(os.cpu_count() or 1)
     x = torch.from_numpy(a); f = lambda: x @ x
 else:
-    import mlx_speech, mlx.core as mx
+    import mlx_speech
+    mlx_speech.accelerate()
+    import mlx.core as mx
     x = mx.array(a); f = lambda: mx.eval(x @ x)
 f()
 ts = []
@@ -53,7 +57,9 @@ if which == "torch":
     normal = lambda shape: torch.randn(*shape)
     product = lambda x, w: torch.nn.functional.linear(x, w)
 else:
-    import mlx_speech, mlx.core as mx
+    import mlx_speech
+    mlx_speech.accelerate()
+    import mlx.core as mx
     normal = lambda shape: mx.random.normal(shape)
     product = lambda x, w: mx.eval(x @ w.T)
 out = {}

@@ -12,7 +12,9 @@ import argparse
 import json
 import platform
 
-import mlx_speech  # noqa: F401  (before mlx: sets up the BLAS)
+import mlx_speech
+
+mlx_speech.accelerate()  # before mlx is imported: gives MLX its BLAS
 from _timing import compare_times, torch_threads
 
 

@@ -43,7 +43,9 @@ if __name__ == "__main__" and "--threads" in sys.argv:  # before any BLAS is loa
 if __name__ == "__main__" and "--blas-thread-timeout" in sys.argv:  # read when OpenBLAS loads
     os.environ["OPENBLAS_THREAD_TIMEOUT"] = sys.argv[sys.argv.index("--blas-thread-timeout") + 1]
 
-import mlx_speech  # noqa: E402,F401  (before mlx: sets up the BLAS)
+import mlx_speech  # noqa: E402
+
+mlx_speech.accelerate()  # before mlx is imported: gives MLX its BLAS
 from _timing import compare_times, torch_threads  # noqa: E402
 from mlx_speech import _blas  # noqa: E402
 

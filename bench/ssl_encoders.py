@@ -193,7 +193,9 @@ def main() -> None:
         torch_side(args)
         return
 
-    import mlx_speech  # noqa: F401, PLC0415  (before mlx: sets up the BLAS)
+    import mlx_speech  # noqa: PLC0415
+
+    mlx_speech.accelerate()  # before mlx is imported: gives MLX its BLAS
     import mlx.core as mx  # noqa: PLC0415
 
     from mlx_speech import _blas  # noqa: PLC0415

@@ -50,7 +50,9 @@ def _threads_arg() -> int | None:
 if _threads_arg() is not None:
     os.environ["OPENBLAS_NUM_THREADS"] = str(_threads_arg())
 
-import mlx_speech  # noqa: E402,F401  (before mlx: sets up the BLAS)
+import mlx_speech  # noqa: E402
+
+mlx_speech.accelerate()  # before mlx is imported: gives MLX its BLAS
 from _timing import compare_times, paired_ratio, torch_threads  # noqa: E402
 from mlx_speech import _blas  # noqa: E402
 

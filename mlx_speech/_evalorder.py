@@ -11,9 +11,9 @@ the streams run side by side (mel_denoise step, 2 shards on 2 cores: per-stream 
 
 :func:`ensure` sets the variable only where MLX has no GPU backend (Linux with ``mlx-cpu`` and
 without ``mlx-cuda``) and only when it is unset (set it yourself to override). MLX reads it once,
-at the first evaluation, so it must run before any: importing ``mlx_speech`` before ``mlx`` does
-that. Single-stream work was measured neutral: Mimi encode + decode of 10 s, peak memory equal
-(1246 MB) and time within noise. Nothing here imports mlx; it never raises.
+at the first evaluation, so it must run before any: ``mlx_speech.accelerate()`` calls it.
+Single-stream work was measured neutral: Mimi encode + decode of 10 s, peak memory equal (1246 MB)
+and time within noise. Nothing here imports mlx; it never raises.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ def system_info() -> dict[str, Any]:
     """A flat dict of facts about this installation (imports mlx; never torch)."""
     import psutil  # noqa: PLC0415
 
-    from mlx_speech import _blas, _evalorder, _jit  # noqa: PLC0415
+    from mlx_speech import _accelerate, _blas, _evalorder, _jit  # noqa: PLC0415
 
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
@@ -41,6 +41,9 @@ def system_info() -> dict[str, Any]:
         info["cuda_available"] = bool(cuda.is_available()) if cuda is not None else False
     except ImportError as exc:
         info["mlx_device"] = f"unavailable ({exc})"
+    accel = _accelerate.status()
+    info["accelerated"] = accel["applied"]
+    info["accelerated_detail"] = accel["detail"]
     blas = _blas.status()
     info["blas"] = blas["backend"]
     info["blas_detail"] = blas["detail"]

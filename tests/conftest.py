@@ -1,9 +1,13 @@
-"""Shared test fixtures. mlx_speech is imported first so MLX gets the optimised BLAS."""
+"""Shared test fixtures. The Linux-CPU accelerations are switched on here, before any test
+module imports mlx, so the suite runs the paths our users run (``mlx_speech.accelerate``)."""
 
 import os
 from pathlib import Path
 
-import mlx_speech  # noqa: F401  (must precede any `import mlx`)
+import mlx_speech
+
+mlx_speech.accelerate()
+
 import numpy as np
 from mlx_speech.audio.synth import speechlike  # noqa: F401
 import pytest

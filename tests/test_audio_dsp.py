@@ -3,7 +3,6 @@
 import subprocess
 import sys
 
-import mlx_speech  # noqa: F401  (before mlx)
 import librosa
 import mlx.core as mx
 import numpy as np

@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-import mlx_speech  # noqa: F401
 from mlx_speech import _blas
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux-only BLAS shim")
@@ -35,20 +34,21 @@ def test_matmul_is_correct():
 
 @linux
 def test_opt_out_and_late_import_are_reported():
-    code = ("import os, mlx_speech, mlx_speech._blas as b, mlx.core as mx;"
+    code = ("import os, mlx_speech; mlx_speech.accelerate(); import mlx_speech._blas as b, mlx.core as mx;"
             "print(b.status()['backend'])")
     env = {**os.environ, "MLX_SPEECH_BLAS": "reference"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "reference", out.stderr
-    code = "import mlx.core, mlx_speech, mlx_speech._blas as b; print(b.status()['detail'])"
+    code = ("import mlx.core, mlx_speech; mlx_speech.accelerate(); import mlx_speech._blas as b;"
+            "print(b.status()['detail'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert "import mlx_speech first" in out.stdout, out.stderr
+    assert "call it first" in out.stdout, out.stderr
 
 
 @linux
 def test_torch_does_not_see_openblas_symbols():
     """torch's sgemm must still be MKL's: the shim is RTLD_LOCAL, so torch output is unchanged."""
-    code = ("import mlx_speech, mlx.core as mx, torch, ctypes;"
+    code = ("import mlx_speech; mlx_speech.accelerate(); import mlx.core as mx, torch, ctypes;"
             "mx.eval(mx.ones((8,8))@mx.ones((8,8)));"
             "g = ctypes.CDLL(None);"
             "print(hasattr(g, 'openblas_get_config'), hasattr(g, 'scipy_openblas_get_config'))")
@@ -59,7 +59,8 @@ def test_torch_does_not_see_openblas_symbols():
 @linux
 def test_shim_build_is_cached_and_atomic(tmp_path):
     env = {**os.environ, "MLX_SPEECH_CACHE": str(tmp_path)}
-    code = "import mlx_speech, mlx_speech._blas as b; print(b.status()['library'])"
+    code = ("import mlx_speech; mlx_speech.accelerate(); import mlx_speech._blas as b;"
+            "print(b.status()['library'])")
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     lib = first.stdout.strip()
     assert lib.startswith(str(tmp_path)), first.stderr
@@ -160,7 +161,7 @@ def test_few_rows_sgemm_blas_contract():
 @linux
 def test_few_rows_sgemm_falls_back_to_openblas(tmp_path):
     """Opted out, or the compile failing: OpenBLAS alone, said so, and products still right."""
-    code = ("import mlx_speech, mlx_speech._blas as b, mlx.core as mx, numpy as np;"
+    code = ("import mlx_speech; mlx_speech.accelerate(); import mlx_speech._blas as b, mlx.core as mx, numpy as np;"
             "x = mx.arange(6, dtype=mx.float32).reshape(2, 3); w = mx.ones((4, 3));"
             "print(np.array(x @ w.T).tolist()); print(b.status()['few_rows_sgemm'])")
     for extra in ({"MLX_SPEECH_SGEMM": "openblas"}, {"CC": "false"}):

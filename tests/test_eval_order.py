@@ -1,5 +1,5 @@
-"""CPU-only Linux installs get a breadth-first MLX evaluation order (mlx_speech._evalorder),
-unless the user set MLX_BFS_MAX_WIDTH; elsewhere the variable is left alone."""
+"""CPU-only Linux installs get a breadth-first MLX evaluation order from mlx_speech.accelerate()
+(mlx_speech._evalorder), unless the user set MLX_BFS_MAX_WIDTH; elsewhere the variable is left alone."""
 
 import os
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 
 from mlx_speech import _evalorder
 
-PROBE = "import os, mlx_speech; print(os.environ.get('MLX_BFS_MAX_WIDTH'))"
+PROBE = "import os, mlx_speech; mlx_speech.accelerate(); print(os.environ.get('MLX_BFS_MAX_WIDTH'))"
 
 
 def _probe(**env_over) -> str:
@@ -19,7 +19,7 @@ def _probe(**env_over) -> str:
                           check=True, timeout=120).stdout.strip()
 
 
-def test_import_sets_breadth_first_only_on_cpu_only_linux():
+def test_accelerate_sets_breadth_first_only_on_cpu_only_linux():
     cpu_only = (sys.platform.startswith("linux") and _evalorder._installed("mlx-cpu")
                 and not _evalorder._installed("mlx-cuda"))
     assert _probe() == (str(_evalorder.WIDTH) if cpu_only else "None")

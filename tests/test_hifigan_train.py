@@ -9,7 +9,6 @@ import shutil
 import numpy as np
 import pytest
 
-import mlx_speech  # noqa: F401  (before mlx)
 import mlx.core as mx
 
 from convert.parity import build_pair, compare

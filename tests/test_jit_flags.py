@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import mlx_speech  # noqa: F401
 from mlx_speech import _jit
 
 x86_linux = pytest.mark.skipif(
@@ -56,7 +55,8 @@ def _child(code: str, **env: str) -> subprocess.CompletedProcess:
 
 @x86_linux
 def test_status_and_opt_out(tmp_path):
-    code = "import mlx_speech, mlx_speech._jit as j, os; print(j.status()['mode']); print(os.environ['PATH'])"
+    code = ("import mlx_speech, os; mlx_speech.accelerate(); import mlx_speech._jit as j;"
+            "print(j.status()['mode']); print(os.environ['PATH'])")
     out = _child(code, MLX_SPEECH_JIT_FLAGS="off")
     assert out.stdout.splitlines()[0] == "baseline", out.stderr
     out = _child(code, MLX_SPEECH_CACHE=str(tmp_path / "cache"))
@@ -74,7 +74,9 @@ def test_status_and_opt_out(tmp_path):
 
 
 _KERNELS = """
-import sys, numpy as np, mlx_speech, mlx.core as mx
+import sys, numpy as np, mlx_speech
+mlx_speech.accelerate()
+import mlx.core as mx
 from mlx_speech.layers import activations as A
 from mlx_speech.train import optim as O
 mx.random.seed(0)

@@ -1,6 +1,5 @@
 """RoPE, KV cache, multi-head attention: numpy references, MLX <-> torch_ref parity, streaming."""
 
-import mlx_speech  # noqa: F401  (before mlx)
 import mlx.core as mx
 import numpy as np
 import pytest

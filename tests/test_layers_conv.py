@@ -1,7 +1,6 @@
 """Conv1d / ConvTranspose1d: every path (native, fast) vs an independent torch reference and vs
 torch_ref, dtypes, weight-norm fold, gradients, conversion and config errors."""
 
-import mlx_speech  # noqa: F401  (before mlx)
 import contextlib
 import math
 

@@ -3,7 +3,6 @@ streaming, dtypes, training and config errors."""
 
 import math
 
-import mlx_speech  # noqa: F401  (before mlx)
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim

@@ -1,6 +1,5 @@
 """Transformer layer / stack: MLX <-> torch_ref parity, KV-cache streaming, dtypes, training."""
 
-import mlx_speech  # noqa: F401  (before mlx)
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim

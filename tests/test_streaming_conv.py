@@ -1,7 +1,6 @@
 """Streaming step() of the causal Conv1d / ConvTranspose1d equals their batch call (MLX and
 torch_ref), for chunk schedules that ignore the stride, include empty chunks, and restart."""
 
-import mlx_speech  # noqa: F401  (before mlx)
 
 import mlx.core as mx
 import numpy as np

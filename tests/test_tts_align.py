@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import mlx_speech  # noqa: F401  (before mlx)
 import mlx.core as mx
 
 from mlx_speech.models.tts_align import (batch_durations, batch_log_prior, beta_binomial_log_prior,

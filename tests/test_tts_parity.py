@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import mlx_speech  # noqa: F401  (before mlx)
 import mlx.core as mx
 
 from convert.parity import build_pair, compare, randomize_all

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import mlx_speech  # noqa: F401  (before mlx)
 import mlx.core as mx
 
 from cli import cli

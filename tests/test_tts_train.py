@@ -11,7 +11,6 @@ import shutil
 import numpy as np
 import pytest
 
-import mlx_speech  # noqa: F401  (before mlx)
 
 from mlx_speech.data.manifest import DataError
 from mlx_speech.errors import SpecError
