@@ -2,7 +2,7 @@
 
 Workload: 10 s of a speech-like signal at 24 kHz, batch 1, fp32, ``--codebooks`` (8) codebooks,
 full-size Mimi with random weights and random codebooks (moshi's ``get_mimi(None)`` saved in
-moshi's format and loaded through ``convert/mimi.py`` when moshi is installed; otherwise our
+moshi's format and loaded through ``mlx_speech/models/mimi/formats.py`` when moshi is installed; otherwise our
 own random init). Times are encode + decode, reported as RTF = compute seconds / audio seconds:
 
 * ``mlx_batch``: ``model.decode(model.encode(wav))``;
@@ -81,9 +81,9 @@ def _write_weights(path: Path) -> str:
         return "moshi get_mimi(None), random codebooks, moshi format"
     import mlx.core as mx  # noqa: PLC0415
 
-    from convert.mimi import save_mimi  # noqa: PLC0415
-    from mlx_speech.models.mimi import build_mimi  # noqa: PLC0415
-    from mlx_speech.specs.mimi import mimi_202407  # noqa: PLC0415
+    from mlx_speech.models.mimi.load import save_mimi  # noqa: PLC0415
+    from mlx_speech.models.mimi.model import build_mimi  # noqa: PLC0415
+    from mlx_speech.models.mimi.spec import mimi_202407  # noqa: PLC0415
 
     mx.random.seed(0)
     model = build_mimi(mimi_202407())
@@ -105,7 +105,8 @@ def _timings(weights: Path, seconds: float, codebooks: int, rounds: int) -> tupl
     import numpy as np  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
-    from convert.mimi import load_mimi, load_mimi_torch  # noqa: PLC0415
+    from mlx_speech.models.mimi.load import load_mimi  # noqa: PLC0415
+    from torch_ref.models.mimi.load import load_mimi_torch  # noqa: PLC0415
     from mlx_speech.audio.synth import speechlike  # noqa: PLC0415
 
     notes = []
@@ -170,7 +171,7 @@ def _rss_child(weights: str, seconds: float, codebooks: int) -> None:
     import numpy as np  # noqa: PLC0415
     import psutil  # noqa: PLC0415
 
-    from convert.mimi import load_mimi  # noqa: PLC0415
+    from mlx_speech.models.mimi.load import load_mimi  # noqa: PLC0415
 
     proc = psutil.Process()
     model = load_mimi(weights, num_codebooks=codebooks)

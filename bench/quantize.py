@@ -45,7 +45,7 @@ def _bench_one(model: str, spec: object, shape: tuple[int, int, int], reps: int)
     import numpy as np  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
-    from convert.core import copy_mlx_to_torch  # noqa: PLC0415
+    from convert.parity import copy_mlx_to_torch  # noqa: PLC0415
     from mlx_speech.registry import get_model  # noqa: PLC0415
 
     entry = get_model(model)

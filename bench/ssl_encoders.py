@@ -199,7 +199,7 @@ def main() -> None:
     import mlx.core as mx  # noqa: PLC0415
 
     from mlx_speech import _blas  # noqa: PLC0415
-    from mlx_speech.models.ssl import load_ssl  # noqa: PLC0415
+    from mlx_speech.models.ssl.load import load_ssl  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix="bench_ssl_") as d:
         n = int(args.seconds * 16000)

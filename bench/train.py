@@ -95,7 +95,7 @@ def _cpu_times(fns: dict, *, reps: int, rounds: int) -> dict[str, float]:
 def _bench_one(corpus: str, tmp: str, args: argparse.Namespace, activation: str) -> dict[str, object]:
     import numpy as np  # noqa: PLC0415
 
-    from convert.core import copy_mlx_to_torch  # noqa: PLC0415
+    from convert.parity import copy_mlx_to_torch  # noqa: PLC0415
     from mlx_speech.data.loader import Loader  # noqa: PLC0415
     from mlx_speech.train.loop import split_rows  # noqa: PLC0415
     from mlx_speech.train.trainer import Trainer as MLXTrainer  # noqa: PLC0415
@@ -158,7 +158,7 @@ def _mimi9_spec(corpus: str, out: str, cache: str, args: argparse.Namespace):
 def _bench_mimi9(tmp: str, args: argparse.Namespace) -> dict[str, object]:
     import numpy as np  # noqa: PLC0415
 
-    from convert.core import copy_mlx_to_torch  # noqa: PLC0415
+    from convert.parity import copy_mlx_to_torch  # noqa: PLC0415
     from mlx_speech.data.loader import Loader  # noqa: PLC0415
     from mlx_speech.train.loop import split_rows  # noqa: PLC0415
     from mlx_speech.train.mimi9_data import write_timed_toy_corpus  # noqa: PLC0415

@@ -3,7 +3,7 @@
 For the bundled voice (or ``--voice DIR``) and a fixed paragraph, per stage and in MLX and in
 torch_ref with identical weights: the acoustic model (phones -> log-mel), the mel inversion
 (NNLS, mel -> linear magnitude) and Griffin-Lim, the latter with the synthesis defaults
-(``mlx_speech.models.tts.GL_INIT`` / ``GL_ITERS``: PGHI start phases) and with the old default
+(``mlx_speech.pipelines.synth.GL_INIT`` / ``GL_ITERS``: PGHI start phases) and with the old default
 (zero phase, 32 iterations) for reference; optionally a random-init HiFi-GAN generator of the V1
 and V3 structures. RTF = compute seconds / audio seconds (lower is faster), steady state: the
 median of ``--reps`` calls after a warm-up call, best of ``--rounds`` interleaved rounds
@@ -46,7 +46,7 @@ def main() -> None:
                         "synthesis setting tts.SYNTH_BLAS_THREADS; 0: OpenBLAS's own (all cores).")
     a = p.parse_args()
     from mlx_speech import _blas  # noqa: PLC0415
-    from mlx_speech.models import tts  # noqa: PLC0415
+    from mlx_speech.pipelines import synth as tts  # noqa: PLC0415
 
     blas = _blas._HANDLE if hasattr(_blas._HANDLE, "openblas_set_num_threads") else None
     if a.blas_threads is not None:
@@ -59,15 +59,15 @@ def main() -> None:
     import numpy as np  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
-    from convert.checkpoint import load_torch_model  # noqa: PLC0415
+    from torch_ref.weights import load_torch_model  # noqa: PLC0415
     from convert.parity import build_pair  # noqa: PLC0415
     from mlx_speech.audio import griffinlim as mgl  # noqa: PLC0415
     from mlx_speech.audio.spectral import stft  # noqa: PLC0415
-    from mlx_speech.models.hifigan import HiFiGANGenerator  # noqa: PLC0415
-    from mlx_speech.models.tts import GL_INIT, GL_ITERS, Synthesizer  # noqa: PLC0415
-    from mlx_speech.specs.tts import HiFiGANSpec  # noqa: PLC0415
+    from mlx_speech.models.hifigan.model import HiFiGANGenerator  # noqa: PLC0415
+    from mlx_speech.pipelines.synth import GL_INIT, GL_ITERS, Synthesizer  # noqa: PLC0415
+    from mlx_speech.models.hifigan.spec import HiFiGANSpec  # noqa: PLC0415
     from torch_ref.audio import griffinlim as tgl  # noqa: PLC0415
-    from torch_ref.models.hifigan import HiFiGANGenerator as THiFiGAN  # noqa: PLC0415
+    from torch_ref.models.hifigan.model import HiFiGANGenerator as THiFiGAN  # noqa: PLC0415
 
     threads = torch_threads()
     iters = GL_ITERS if a.gl_iters is None else a.gl_iters

@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from convert.checkpoint import convert_arrays, kinds_for, load_pickle_state, save_checkpoint
-from convert.hifigan import rename_official
+from mlx_speech.weights.checkpoint import convert_arrays, load_pickle_state, save_checkpoint
+from convert.checkpoint import kinds_for
+from mlx_speech.models.hifigan.official import rename_official
 from mlx_speech.errors import CheckpointError
 from mlx_speech.specs.train import TrainSpec
-from mlx_speech.specs.vocoder_train import HiFiGANDiscriminatorSpec, HiFiGANTrainSpec
+from mlx_speech.models.hifigan.train_spec import HiFiGANDiscriminatorSpec, HiFiGANTrainSpec
 
 _SPECTRAL_NEW = re.compile(r"^(.*)\.parametrizations\.weight\.(original|0\._u|0\._v)$")
 
@@ -137,8 +138,8 @@ def load_original_discriminators(path: str | Path, *, backend: str = "mlx",
     import mlx_speech  # noqa: F401,PLC0415
     import mlx.core as mx  # noqa: PLC0415
 
-    from convert.core import flatten_tree, param_kinds  # noqa: PLC0415
-    from convert.layout import to_mlx  # noqa: PLC0415
+    from mlx_speech.weights.core import flatten_tree, param_kinds  # noqa: PLC0415
+    from mlx_speech.weights.layout import to_mlx  # noqa: PLC0415
     from mlx_speech.train.discriminators import HiFiGANDiscriminator as M  # noqa: PLC0415
 
     model = M(spec=spec)

@@ -1,7 +1,7 @@
 """Checkpoint surgery: an 8+-codebook Mimi -> a 9-codebook Mimi (``mimi9``) that starts where
 Mimi was.
 
-Sources: anything ``convert/mimi.py`` reads (moshi-format file, transformers-format folder or
+Sources: anything ``mlx_speech/models/mimi/formats.py`` reads (moshi-format file, transformers-format folder or
 file, or our own tagged ``mimi`` file). The source needs 1 semantic + at least 7 acoustic
 codebooks. Destination tensors (our names; every one is listed in the report):
 
@@ -38,14 +38,14 @@ from typing import Any
 
 import numpy as np
 
-from convert.checkpoint import _PICKLE_SUFFIXES, convert_arrays, load_checkpoint, save_checkpoint
-from convert.mimi import detect_format, read_moshi_raw, read_upstream_state, resolve_mimi_path
-from convert.mimi_hf import flatten_nested_names, hf_key_map
-from convert.mimi_keys import KeyMap
-from convert.mimi_moshi import moshi_key_map, normalize_attention_names
+from mlx_speech.weights.checkpoint import _PICKLE_SUFFIXES, convert_arrays, load_checkpoint, save_checkpoint
+from mlx_speech.models.mimi.formats import detect_format, read_moshi_raw, read_upstream_state, resolve_mimi_path
+from mlx_speech.models.mimi.hf import flatten_nested_names, hf_key_map
+from mlx_speech.models.mimi.keys import KeyMap
+from mlx_speech.models.mimi.moshi import moshi_key_map, normalize_attention_names
 from mlx_speech.errors import CheckpointError
-from mlx_speech.specs.mimi import MimiSpec
-from mlx_speech.specs.mimi9 import Mimi9Spec
+from mlx_speech.models.mimi.spec import MimiSpec
+from mlx_speech.models.mimi9.spec import Mimi9Spec
 from mlx_speech.utils.atomic import atomic_write_text
 
 MODEL_NAME = "mimi9"
@@ -221,8 +221,8 @@ def surgery(src: str | Path, dst: str | Path, *, arrangement: str = "split", see
     files carry no config). ``echo`` receives the readable report (None: silent). Returns the
     report (also saved as ``dst/surgery_report.json``).
     """
-    from convert.core import torch_state_to_mlx_arrays  # noqa: PLC0415
-    from mlx_speech.models.mimi9 import build_mimi9  # noqa: PLC0415
+    from mlx_speech.weights.mlx import torch_state_to_mlx_arrays  # noqa: PLC0415
+    from mlx_speech.models.mimi9.model import build_mimi9  # noqa: PLC0415
 
     dst = Path(dst)
     if dst.exists() and not dst.is_dir():
@@ -262,7 +262,9 @@ def _check_tag(weights: Path, model: str) -> None:
 
 
 def _load(path: str | Path, backend: str) -> Any:
-    from convert.checkpoint import load_mlx_model, load_torch_model, read_metadata  # noqa: PLC0415
+    from mlx_speech.weights.mlx import load_mlx_model  # noqa: PLC0415
+    from torch_ref.weights import load_torch_model  # noqa: PLC0415
+    from mlx_speech.weights.checkpoint import read_metadata  # noqa: PLC0415
 
     weights = _weights(path)
     _check_tag(weights, read_metadata(weights).get("model", "?"))

@@ -1,7 +1,7 @@
 """The one parity helper used by every MLX-vs-torch_ref test and by bench scripts.
 
 ``build_pair`` builds both sides from the same constructor arguments, seeds MLX, and copies the
-MLX weights into torch_ref through :mod:`convert.core` (strict, names identical).
+MLX weights into torch_ref through :mod:`mlx_speech.weights.core` (strict, names identical).
 ``compare`` reports max abs / rel error and asserts tolerances with a message naming the tensor.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.core import copy_mlx_to_torch
+from mlx_speech.weights.mlx import mlx_to_torch_state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +55,7 @@ def randomize_all(module: Any, *, scale: float = 0.1, seed: int = 1) -> None:
     """Replace every parameter of an MLX module with N(0, scale^2) noise (deterministic)."""
     import mlx.core as mx  # noqa: PLC0415
 
-    from convert.core import flatten_tree  # noqa: PLC0415
+    from mlx_speech.weights.core import flatten_tree  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
     flat = flatten_tree(module.parameters())
@@ -99,3 +99,11 @@ def compare(mlx_out: Any, torch_out: Any, *, atol: float = 1e-5, rtol: float = 0
     if not ok:
         raise AssertionError(f"parity failed (atol={atol}, rtol={rtol}): {report}")
     return report
+
+
+def copy_mlx_to_torch(mlx_module: Any, torch_module: Any) -> Any:
+    """Copy an MLX module's weights into its torch_ref twin (strict: same names, all keys)."""
+    from torch_ref.weights import load_torch_state  # noqa: PLC0415
+
+    return load_torch_state(torch_module, mlx_to_torch_state(mlx_module),
+                            where=f"MLX {type(mlx_module).__name__}")

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.core import _as_numpy
+from mlx_speech.weights.core import _as_numpy
 from mlx_speech.errors import CheckpointError
 from mlx_speech.specs.quantize import EMACodebookSpec, RVQSpec, VQSpec
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-__all__ = ["__version__", "accelerate"]
+from mlx_speech._version import __version__
+__all__ = ["__version__", "accelerate", "load"]
 
 
 def accelerate() -> dict[str, Any]:
@@ -28,3 +28,11 @@ def accelerate() -> dict[str, Any]:
     from mlx_speech._accelerate import accelerate as _accelerate  # noqa: PLC0415
 
     return _accelerate()
+
+
+def load(path: Any, *, family: str | None = None, **options: Any) -> Any:
+    """Any supported checkpoint at ``path`` as an MLX model (see :mod:`mlx_speech.loading`):
+    our tagged files, HF-style folders and each family's upstream formats."""
+    from mlx_speech.loading import load as _load  # noqa: PLC0415
+
+    return _load(path, family=family, **options)

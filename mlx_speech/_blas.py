@@ -44,6 +44,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mlx_speech._cache import cache_root
+
 _STATE: dict[str, str | None] = {"backend": None, "detail": None, "library": None,
                                  "few_rows_sgemm": None}
 _FEW_ROWS_SOURCE = Path(__file__).with_name("_sgemm_few_rows.c")
@@ -54,9 +56,7 @@ _HANDLE: ctypes.CDLL | None = None
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("MLX_SPEECH_CACHE") or os.environ.get("XDG_CACHE_HOME")
-    base = Path(root) if root else Path.home() / ".cache"
-    return (base if os.environ.get("MLX_SPEECH_CACHE") else base / "mlx-speech") / "blas"
+    return cache_root() / "blas"
 
 
 def _mlx_dir() -> Path | None:

@@ -35,6 +35,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mlx_speech._cache import cache_root
+
 FLAGS = ("-mavx2", "-mfma", "-mf16c", "-fno-math-errno", "-ffp-contract=off",
          "--param", "vect-max-version-for-alias-checks=64")
 _CPU_FLAGS = ("avx2", "fma", "f16c")
@@ -59,9 +61,7 @@ exec {real} "$@"
 
 
 def _cache_dir() -> Path:
-    from mlx_speech._blas import _cache_dir as blas_cache  # noqa: PLC0415
-
-    return blas_cache().parent / "jit"
+    return cache_root() / "jit"
 
 
 def _cpu_supports() -> bool:

@@ -1,26 +1,47 @@
-"""Registered models: name -> spec class and lazily imported MLX / torch_ref builders.
+"""The one registry: model families, their models, formats, codec facts and training tasks.
 
-Builders are ``"module:attribute"`` strings so that this registry imports neither mlx nor torch;
-each builder is called as ``builder(spec)`` and returns a module with random weights.
+Framework-free and lazy: everything is named by ``"module:attribute"`` strings, resolved only
+when used, so this module imports neither mlx nor torch (nor torch_ref).
+
+A family lives in ``mlx_speech/models/<family>/`` (and ``torch_ref/models/<family>/``); its
+``__init__.py`` makes the one :func:`register_family` call. :func:`families` imports every
+sub-package of :mod:`mlx_speech.models` once, so a new folder is found without editing any
+list. What a family registers:
+
+- ``models``: ``name -> ModelEntry``; the name is the ``model`` tag of our checkpoint files.
+  Each model is built as ``Class(spec)`` in both frameworks (``builder(spec)`` for the shared
+  layers below, which predate families).
+- ``formats``: upstream / folder layouts :func:`mlx_speech.load` recognises (``detect(path)``
+  returns True for its files, framework-free; ``mlx`` / ``torch`` load them).
+- ``codec``: sample rate, frame rate and codebook range, for ``mlx-speech codec``.
+- ``tasks``: training tasks (a recipe's ``task:``), ``targets``: ``mlx-speech train NAME``
+  with its default recipe.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import pkgutil
 from typing import Any
 
-from mlx_speech.errors import CheckpointError
+from mlx_speech.errors import CheckpointError, SpecError
 from mlx_speech.specs.base import Spec
+
+
+def _resolve(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
     name: str
     spec: str  # "module:SpecClass"
-    mlx: str  # "module:builder"
-    torch: str  # "module:builder"
+    mlx: str  # "module:Class" (or builder), called with the spec
+    torch: str
     spread: bool = False  # call builder(**spec.to_dict()) instead of builder(spec)
+    family: str | None = None
 
     def spec_class(self) -> type[Spec]:
         return _resolve(self.spec)
@@ -42,29 +63,158 @@ class ModelEntry:
         return builder(**spec.to_dict()) if self.spread else builder(spec)
 
 
+@dataclasses.dataclass(frozen=True)
+class Format:
+    """An on-disk layout a family's loader recognises (framework-free ``detect``)."""
+
+    name: str
+    detect: str  # "module:function" path -> bool; never raises for a foreign path
+    mlx: str  # "module:function" (path, **options) -> MLX model
+    torch: str | None = None  # the same for torch_ref (None: no torch_ref twin)
+
+
+@dataclasses.dataclass(frozen=True)
+class CodecInfo:
+    sample_rate: int
+    frame_rate: float
+    max_codebooks: int  # codes use 1..max_codebooks codebooks
+    default_codebooks: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskEntry:
+    mlx: str  # "module:Class"
+    torch: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """``mlx-speech train NAME``: the task a recipe must name and the default recipe file."""
+
+    name: str
+    task: str
+    recipe: str  # file name in the shipped recipes
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    name: str
+    summary: str
+    models: tuple[str, ...]
+    formats: tuple[Format, ...] = ()
+    codec: CodecInfo | None = None
+    tasks: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+
+
 _MODELS: dict[str, ModelEntry] = {}
+_FAMILIES: dict[str, Family] = {}
+_TASKS: dict[str, TaskEntry] = {}
+_TARGETS: dict[str, Target] = {}
+_DISCOVERED = False
 
 
-def register_model(name: str, *, spec: str, mlx: str, torch: str, spread: bool = False) -> None:
-    _MODELS[name] = ModelEntry(name=name, spec=spec, mlx=mlx, torch=torch, spread=spread)
+def register_model(name: str, *, spec: str, mlx: str, torch: str, spread: bool = False,
+                   family: str | None = None) -> None:
+    _MODELS[name] = ModelEntry(name=name, spec=spec, mlx=mlx, torch=torch, spread=spread,
+                               family=family)
+
+
+def register_task(name: str, *, mlx: str, torch: str) -> None:
+    """Register ``"module:Class"`` targets of a training task for both frameworks."""
+    _TASKS[name] = TaskEntry(mlx=mlx, torch=torch)
+
+
+def register_family(name: str, *, summary: str, models: dict[str, dict[str, str]],
+                    formats: tuple[Format, ...] = (), codec: CodecInfo | None = None,
+                    tasks: dict[str, dict[str, str]] | None = None,
+                    targets: dict[str, tuple[str, str]] | None = None) -> None:
+    """The one call a model family makes, from its package ``__init__``.
+
+    ``models``: ``{model name: {"spec": ..., "mlx": ..., "torch": ...}}``; ``tasks``:
+    ``{task: {"mlx": ..., "torch": ...}}``; ``targets``: ``{name: (task, recipe file)}``.
+    """
+    for model, entry in models.items():
+        register_model(model, family=name, **entry)
+    for task, entry in (tasks or {}).items():
+        register_task(task, **entry)
+    for target, (task, recipe) in (targets or {}).items():
+        _TARGETS[target] = Target(name=target, task=task, recipe=recipe)
+    _FAMILIES[name] = Family(name=name, summary=summary, models=tuple(models), formats=formats,
+                             codec=codec, tasks=tuple(tasks or ()), targets=tuple(targets or ()))
+
+
+def _discover() -> None:
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    pkg = importlib.import_module("mlx_speech.models")  # the family folders, found by name
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if info.ispkg:
+            importlib.import_module(f"{pkg.__name__}.{info.name}")
+
+
+def families() -> dict[str, Family]:
+    _discover()
+    return dict(_FAMILIES)
+
+
+def get_family(name: str) -> Family:
+    fams = families()
+    if name not in fams:
+        raise CheckpointError(f"unknown model family {name!r}; registered: {', '.join(sorted(fams))}")
+    return fams[name]
+
+
+def codec_names() -> list[str]:
+    return sorted(n for n, f in families().items() if f.codec is not None)
+
+
+def get_codec(name: str) -> CodecInfo:
+    fam = families().get(name)
+    if fam is None or fam.codec is None:
+        raise SpecError(f"unknown codec {name!r}; available: {', '.join(codec_names())}")
+    return fam.codec
 
 
 def get_model(name: str) -> ModelEntry:
+    _discover()
     if name not in _MODELS:
         raise CheckpointError(f"unknown model {name!r}; registered: {', '.join(sorted(_MODELS)) or 'none'}")
     return _MODELS[name]
 
 
 def model_names() -> list[str]:
+    _discover()
     return sorted(_MODELS)
 
 
-def _resolve(target: str) -> Any:
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
+def task_names() -> list[str]:
+    _discover()
+    return sorted(_TASKS)
 
 
-# --- the registered models ----------------------------------------------------------------
+def get_task(name: str, backend: str) -> Any:
+    """The task class of ``name`` for ``backend`` ("mlx" | "torch")."""
+    _discover()
+    if name not in _TASKS:
+        raise SpecError(f"unknown task {name!r}; registered: {', '.join(task_names())}")
+    return _resolve(getattr(_TASKS[name], backend))
+
+
+def targets() -> dict[str, Target]:
+    _discover()
+    return dict(_TARGETS)
+
+
+def resolve(target: str) -> Any:
+    """A ``"module:attribute"`` string's object (for loaders named in a :class:`Format`)."""
+    return _resolve(target)
+
+
+# --- shared layers and quantizers (not families): buildable, convertible, taggable ---------
 register_model("transformer", spec="mlx_speech.specs.layers:TransformerSpec",
                mlx="mlx_speech.layers.transformer:Transformer",
                torch="torch_ref.layers.transformer:Transformer", spread=True)
@@ -86,7 +236,9 @@ register_model("bsq", spec="mlx_speech.specs.quantize:BSQSpec",
 register_model("bridge_quantizer", spec="mlx_speech.specs.quantize:BridgeSpec",
                mlx="mlx_speech.quantize.bridge:build_bridge",
                torch="torch_ref.quantize.bridge:build_bridge")
-register_model("mimi", spec="mlx_speech.specs.mimi:MimiSpec", mlx="mlx_speech.models.mimi:build_mimi", torch="torch_ref.models.mimi:build_mimi")
-register_model("mimi9", spec="mlx_speech.specs.mimi9:Mimi9Spec", mlx="mlx_speech.models.mimi9:build_mimi9", torch="torch_ref.models.mimi9:build_mimi9")
-register_model("fastspeech2", spec="mlx_speech.specs.tts:FastSpeechSpec", mlx="mlx_speech.models.fastspeech:build_fastspeech", torch="torch_ref.models.fastspeech:build_fastspeech")
-register_model("hifigan", spec="mlx_speech.specs.tts:HiFiGANSpec", mlx="mlx_speech.models.hifigan:build_hifigan", torch="torch_ref.models.hifigan:build_hifigan")
+
+# --- training tasks that belong to no model family (the tiny mel denoisers) ----------------
+register_task("mel_denoise", mlx="mlx_speech.train.tiny:MelDenoiseTask",
+              torch="torch_ref.train.tiny:MelDenoiseTask")
+register_task("mel_denoise_gan", mlx="mlx_speech.train.tiny:MelDenoiseGANTask",
+              torch="torch_ref.train.tiny:MelDenoiseGANTask")

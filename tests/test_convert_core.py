@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from convert.checkpoint import (convert_arrays, load_checkpoint, load_pickle_state, read_metadata,
+from mlx_speech.weights.checkpoint import (convert_arrays, load_checkpoint, load_pickle_state, read_metadata,
                                 save_checkpoint)
-from convert.core import (copy_mlx_to_torch, load_torch_state_into_mlx, mlx_to_numpy,
-                          mlx_to_torch_state, param_kinds)
-from convert.layout import to_mlx, to_torch
+from convert.parity import copy_mlx_to_torch
+from mlx_speech.weights.mlx import load_torch_state_into_mlx, mlx_to_numpy, mlx_to_torch_state
+from mlx_speech.weights.core import param_kinds
+from mlx_speech.weights.layout import to_mlx, to_torch
 from mlx_speech.errors import CheckpointError
 
 

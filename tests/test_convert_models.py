@@ -9,9 +9,10 @@ import torch
 from click.testing import CliRunner
 
 from cli import cli
-from convert.checkpoint import (load_checkpoint, load_mlx_model, load_torch_model, read_metadata,
-                                save_checkpoint, save_mlx_model)
-from convert.core import mlx_to_numpy
+from mlx_speech.weights.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from mlx_speech.weights.mlx import load_mlx_model, save_mlx_model
+from torch_ref.weights import load_torch_model
+from mlx_speech.weights.mlx import mlx_to_numpy
 from convert.parity import compare, randomize_all
 from mlx_speech.errors import CheckpointError
 from mlx_speech.registry import get_model
@@ -114,7 +115,7 @@ KIND_CASES = [
 @pytest.mark.parametrize("name,preset", KIND_CASES, ids=[c[0] for c in KIND_CASES])
 def test_torch_tree_declares_the_same_kinds(name, preset):
     """torch_ref layers declare the MLX twins' PARAM_KINDS, so the torch side converts alone."""
-    from convert.core import param_kinds
+    from mlx_speech.weights.core import param_kinds
 
     entry = get_model(name)
     spec_cls = type(entry.build_spec({}))
@@ -141,7 +142,7 @@ def test_torch_side_loads_either_layout_without_mlx(tmp_path):
     assert res.exit_code == 0, res.output
     code = (
         "import sys\n"
-        "from convert.checkpoint import load_torch_model\n"
+        "from torch_ref.weights import load_torch_model\n"
         f"a, _ = load_torch_model({str(tmp_path / 'm.safetensors')!r})\n"
         f"b, _ = load_torch_model({str(tmp_path / 't.safetensors')!r})\n"
         "sa, sb = a.state_dict(), b.state_dict()\n"

@@ -9,7 +9,7 @@ import pytest
 import mlx.core as mx
 
 from convert.parity import build_pair, compare
-from mlx_speech.specs.tts import HiFiGANSpec
+from mlx_speech.models.hifigan.spec import HiFiGANSpec
 
 torch = pytest.importorskip("torch")
 
@@ -21,8 +21,8 @@ SPECS = {
 
 
 def _pair(spec):
-    from mlx_speech.models.hifigan import HiFiGANGenerator
-    from torch_ref.models.hifigan import HiFiGANGenerator as T
+    from mlx_speech.models.hifigan.model import HiFiGANGenerator
+    from torch_ref.models.hifigan.model import HiFiGANGenerator as T
 
     return build_pair(HiFiGANGenerator, T, **spec.to_dict())
 
@@ -50,7 +50,7 @@ def test_remove_weight_norm_is_exact():
 
 
 def mlx_speech_params(m):
-    from convert.core import flatten_tree
+    from mlx_speech.weights.core import flatten_tree
 
     return flatten_tree(m.parameters()).items()
 
@@ -64,7 +64,8 @@ def test_presets_validate():
 
 
 def test_official_layout_checkpoint_loads_and_matches(tmp_path):
-    from convert.hifigan import load_official_generator, save_official_generator
+    from mlx_speech.models.hifigan.load import load_official_generator
+    from torch_ref.models.hifigan.official import save_official_generator
 
     spec = SPECS["v1-structure"]
     _, t = _pair(spec)
@@ -80,7 +81,7 @@ def test_official_layout_checkpoint_loads_and_matches(tmp_path):
 
 
 def test_parametrized_keys_and_mismatch_errors(tmp_path):
-    from convert.hifigan import load_official_generator
+    from mlx_speech.models.hifigan.load import load_official_generator
     from mlx_speech.errors import CheckpointError
 
     spec = SPECS["v3-structure"]

@@ -16,7 +16,7 @@ from mlx_speech.data.toy import write_toy_corpus
 from mlx_speech.errors import AudioError, SpecError
 from mlx_speech.specs.audio import MelSpec
 from mlx_speech.specs.train import TrainSpec
-from mlx_speech.specs.vocoder_train import HiFiGANDiscriminatorSpec
+from mlx_speech.models.hifigan.train_spec import HiFiGANDiscriminatorSpec
 from mlx_speech.train.monitor import read_metrics
 from mlx_speech.train.recipe import make_trainer
 
@@ -99,7 +99,7 @@ def test_discriminator_parity_and_keys():
     from mlx_speech.train.discriminators import HiFiGANDiscriminator as M
     from torch_ref.train.discriminators import HiFiGANDiscriminator as T
 
-    from convert.core import flatten_tree
+    from mlx_speech.weights.core import flatten_tree
 
     m, t = build_pair(M, T, spec=DISC)
     assert set(flatten_tree(m.parameters())) == set(t.state_dict())
@@ -162,7 +162,7 @@ def test_original_discriminator_layout_round_trip(tmp_path):
 
 # --- the task through the generic trainer ------------------------------------------------------
 def test_tiny_gan_run_mel_loss_falls_and_exports(manifest, tmp_path):
-    from convert.checkpoint import load_mlx_model
+    from mlx_speech.weights.mlx import load_mlx_model
 
     tr = make_trainer(recipe(manifest, tmp_path / "run", steps=14, optimizer={
         "lr": 3e-3, "betas": [0.8, 0.99], "schedule": "constant", "grad_clip": None},
@@ -190,7 +190,7 @@ def test_tiny_gan_run_mel_loss_falls_and_exports(manifest, tmp_path):
     mel_in = mx.array(np.random.default_rng(0).standard_normal((1, 6, 80)).astype(np.float32))
     tr._bind(tr.params)
     np.testing.assert_allclose(np.array(gen(mel_in)), np.array(tr.model.generator(mel_in)), atol=1e-6)
-    from mlx_speech.models.tts import Synthesizer
+    from mlx_speech.pipelines.synth import Synthesizer
 
     syn = Synthesizer("en_slt", vocoder="hifigan", hifigan_path=gen_path)
     wav = syn.vocode(mel_in)
@@ -200,7 +200,7 @@ def test_tiny_gan_run_mel_loss_falls_and_exports(manifest, tmp_path):
 
 
 def test_mlx_and_torch_trainers_agree(manifest, tmp_path):
-    from convert.core import copy_mlx_to_torch
+    from convert.parity import copy_mlx_to_torch
 
     m = make_trainer(recipe(manifest, tmp_path / "m", steps=2), "mlx")
     t = make_trainer(recipe(manifest, tmp_path / "t", steps=2), "torch")
@@ -229,7 +229,7 @@ def test_resume_is_exact(manifest, tmp_path):
 
 
 def test_spec_errors():
-    from mlx_speech.specs.vocoder_train import HiFiGANTrainSpec
+    from mlx_speech.models.hifigan.train_spec import HiFiGANTrainSpec
 
     def build(model):
         return HiFiGANTrainSpec._build(model, strict=True, where="model")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from mlx.utils import tree_flatten
 
-from convert.core import copy_mlx_to_torch
+from convert.parity import copy_mlx_to_torch
 from mlx_speech.layers import attention as mattn
 from mlx_speech.layers import rope as mrope
 from mlx_speech.layers.kv_cache import KVCache

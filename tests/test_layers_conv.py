@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 from mlx.utils import tree_flatten, tree_map
 
-from convert.core import (copy_mlx_to_torch, load_torch_state_into_mlx, mlx_to_torch_state,
-                          param_kinds)
-from convert.layout import to_mlx
+from convert.parity import copy_mlx_to_torch
+from mlx_speech.weights.mlx import load_torch_state_into_mlx, mlx_to_torch_state
+from mlx_speech.weights.core import param_kinds
+from mlx_speech.weights.layout import to_mlx
 from mlx_speech.layers import conv_kernels as ck
 from mlx_speech.layers.conv import Conv1d, ConvTranspose1d, conv_impl, set_conv_impl
 from torch_ref.layers import conv as tconv

@@ -11,7 +11,7 @@ import pytest
 import torch
 from mlx.utils import tree_flatten
 
-from convert.core import copy_mlx_to_torch
+from convert.parity import copy_mlx_to_torch
 from mlx_speech.layers import activations as macts
 from mlx_speech.layers.adapter import ParallelAdapter
 from mlx_speech.layers.conformer import Conformer, ConformerBlock

@@ -8,7 +8,7 @@ import pytest
 import torch
 from mlx.utils import tree_flatten
 
-from convert.core import copy_mlx_to_torch
+from convert.parity import copy_mlx_to_torch
 from mlx_speech.layers.kv_cache import ring_views
 from mlx_speech.layers.transformer import Transformer, TransformerLayer
 from torch_ref.layers.transformer import Transformer as TTransformer

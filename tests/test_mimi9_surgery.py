@@ -21,13 +21,14 @@ from safetensors.numpy import load_file
 from test_mimi_upstream import _randomize_upstream, _wav, moshi_tiny
 
 from cli import cli
-from convert.mimi import load_mimi, load_mimi_torch, save_mimi
+from mlx_speech.models.mimi.load import load_mimi, save_mimi
+from torch_ref.models.mimi.load import load_mimi_torch
 from convert.mimi_surgery import REPORT_FILE, WEIGHTS_FILE, load_mimi9, load_mimi9_torch, surgery
 from convert.parity import compare
 from mlx_speech.errors import CheckpointError, CodesError
-from mlx_speech.models.mimi import build_mimi
-from mlx_speech.specs.mimi import MimiSpec
-from mlx_speech.specs.mimi9 import Mimi9Spec
+from mlx_speech.models.mimi.model import build_mimi
+from mlx_speech.models.mimi.spec import MimiSpec
+from mlx_speech.models.mimi9.spec import Mimi9Spec
 
 AUDIO_ATOL = 1e-4
 TINY = MimiSpec.from_preset("mimi_tiny").replace(total_codebooks=8, num_codebooks=8)

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 from mlx_speech.data.manifest import DataError  # noqa: E402
 from mlx_speech.errors import CheckpointError, SpecError, UserError  # noqa: E402
-from mlx_speech.specs.mimi9_train import QwenTeacherSpec, WavLMTeacherSpec  # noqa: E402
+from mlx_speech.models.mimi9.train_spec import QwenTeacherSpec, WavLMTeacherSpec  # noqa: E402
 from mlx_speech.specs.train import TrainSpec  # noqa: E402
 from mlx_speech.train.loop import split_rows  # noqa: E402
 from mlx_speech.train.mimi9_data import Mimi9Base, to_frames, write_timed_toy_corpus  # noqa: E402
@@ -106,7 +106,7 @@ def test_distillation_falls_reconstruction_holds(trained):
 
 
 def test_eval_reports_usage_similarity_reconstruction(trained, corpus):
-    from mlx_speech.models.mimi9_eval import evaluate, format_table
+    from mlx_speech.eval.mimi9 import evaluate, format_table
 
     _, out, _ = trained
     rep = evaluate(out / "checkpoints" / "ckpt_00000012.safetensors", corpus,
@@ -148,7 +148,7 @@ def test_eval_cli(trained, corpus, tmp_path):
 
 
 def test_first_step_losses_match_torch(corpus, tmp_path):
-    from convert.core import copy_mlx_to_torch
+    from convert.parity import copy_mlx_to_torch
 
     spec = recipe(corpus, tmp_path / "m")
     m = make_trainer(spec, "mlx")
@@ -170,7 +170,7 @@ def test_ema_heads_learn_in_both_trainers(corpus, tmp_path):
     """Codebooks of ``ema_heads`` learn by their EMA update in the forward: the MLX trainer
     adopts the updated buffers and ends the step where torch_ref (registered buffers) does;
     the other heads' codebooks stay fixed."""
-    from convert.core import copy_mlx_to_torch
+    from convert.parity import copy_mlx_to_torch
 
     spec = recipe(corpus, tmp_path / "m", ema_heads=[0, 1])
     m = make_trainer(spec, "mlx")
@@ -229,9 +229,9 @@ def test_empty_codebook_is_initialised_from_data(corpus, tmp_path):
     model.init_manifest and leaves the transplanted (initialised) codebooks untouched."""
     from mlx.utils import tree_flatten
 
-    from convert.checkpoint import save_mlx_model
-    from mlx_speech.models.mimi9 import build_mimi9
-    from mlx_speech.specs.mimi9 import Mimi9Spec
+    from mlx_speech.weights.mlx import save_mlx_model
+    from mlx_speech.models.mimi9.model import build_mimi9
+    from mlx_speech.models.mimi9.spec import Mimi9Spec
 
     arch = Mimi9Spec.from_preset("mimi9_tiny")
     arch = arch.replace(bridge=arch.bridge.replace(ema=arch.bridge.ema.replace(kmeans_init=False)))
@@ -281,8 +281,8 @@ def test_distill_recipe_groups_match_the_model():
     Mimi9 model, the tiny one has the same tree)."""
     from mlx.utils import tree_flatten
 
-    from mlx_speech.models.mimi9 import build_mimi9
-    from mlx_speech.specs.mimi9 import Mimi9Spec
+    from mlx_speech.models.mimi9.model import build_mimi9
+    from mlx_speech.models.mimi9.spec import Mimi9Spec
 
     real = load_recipe(ROOT / "configs" / "mimi9_distill.yaml")
     assert real.optimizer.betas == [0.8, 0.99] and real.compile is False
@@ -331,7 +331,7 @@ def test_gan_first_step_matches_torch(corpus, tmp_path):
     """GAN variant, MLX vs torch_ref on one step of two micro-batches (same weights, wrapper
     copied whole): the discriminator loss and every generator term agree, and the learning
     codebooks end where MLX's do (the discriminator pass's EMA updates are discarded in both)."""
-    from convert.core import copy_mlx_to_torch
+    from convert.parity import copy_mlx_to_torch
 
     spec = gan_recipe(corpus, tmp_path / "m", ema_heads=[0, 1])
     m = make_trainer(spec, "mlx")
@@ -410,7 +410,7 @@ def test_gan_tiny_run_trains(corpus, tmp_path):
     reach = {k: float(mx.abs(g).max().item()) for k, g in grads.items() if k.endswith("out_proj.weight")}
     assert reach and all(v > 0 for v in reach.values()), reach
     # the evaluation command reads the codec out of a GAN run's checkpoint
-    from mlx_speech.models.mimi9_eval import evaluate
+    from mlx_speech.eval.mimi9 import evaluate
 
     ckpts = sorted((out / "checkpoints").glob("ckpt_*.safetensors"))
     rep = evaluate(ckpts[-1], corpus, qwen=QwenTeacherSpec(config=QWEN),
@@ -424,10 +424,10 @@ def test_gan_spec_and_groups(corpus, tmp_path):
     import yaml
     from mlx.utils import tree_flatten
 
-    from mlx_speech.models.mimi9 import build_mimi9
-    from mlx_speech.specs.mimi9 import Mimi9Spec
-    from mlx_speech.specs.mimi9_train import Mimi9LossSpec, Mimi9TrainSpec
-    from mlx_speech.specs.vocoder_train import HiFiGANDiscriminatorSpec
+    from mlx_speech.models.mimi9.model import build_mimi9
+    from mlx_speech.models.mimi9.spec import Mimi9Spec
+    from mlx_speech.models.mimi9.train_spec import Mimi9LossSpec, Mimi9TrainSpec
+    from mlx_speech.models.hifigan.train_spec import HiFiGANDiscriminatorSpec
     from mlx_speech.train.discriminators import HiFiGANDiscriminator
     from mlx_speech.train.tasks_mimi9 import Mimi9GAN
 

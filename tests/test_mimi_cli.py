@@ -12,13 +12,13 @@ from click.testing import CliRunner
 from safetensors.numpy import save_file
 
 from cli import cli
-from convert.mimi import save_mimi
+from mlx_speech.models.mimi.load import save_mimi
 from mlx_speech.audio.io import resample
 from mlx_speech.audio.synth import speechlike
 from mlx_speech.errors import CodesError
-from mlx_speech.models.codes_io import FORMAT, check_compatible, load_codes, save_codes
-from mlx_speech.models.mimi import build_mimi
-from mlx_speech.specs.mimi import MimiSpec
+from mlx_speech.io.codes import FORMAT, check_compatible, load_codes, save_codes
+from mlx_speech.models.mimi.model import build_mimi
+from mlx_speech.models.mimi.spec import MimiSpec
 
 
 def _run(*args: str):

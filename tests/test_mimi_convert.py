@@ -12,15 +12,17 @@ import torch
 from safetensors.numpy import save_file
 
 from convert.checkpoint import convert_file
-from convert.mimi import detect_format, load_mimi, load_mimi_torch, read_upstream_state, save_mimi
-from convert.mimi_hf import hf_key_map, spec_from_hf_config
-from convert.mimi_moshi import moshi_key_map, spec_from_moshi_state
+from mlx_speech.models.mimi.formats import detect_format, read_upstream_state
+from mlx_speech.models.mimi.load import load_mimi, save_mimi
+from torch_ref.models.mimi.load import load_mimi_torch
+from mlx_speech.models.mimi.hf import hf_key_map, spec_from_hf_config
+from mlx_speech.models.mimi.moshi import moshi_key_map, spec_from_moshi_state
 from convert.parity import compare
 from mlx_speech.errors import CheckpointError
 from mlx_speech.layers.rope import interleaved_to_rotate_half_perm, permute_head_rows
-from mlx_speech.models.mimi import build_mimi
-from mlx_speech.specs.mimi import MimiSpec, mimi_202407
-from torch_ref.models.mimi import build_mimi as build_torch_mimi
+from mlx_speech.models.mimi.model import build_mimi
+from mlx_speech.models.mimi.spec import MimiSpec, mimi_202407
+from torch_ref.models.mimi.model import build_mimi as build_torch_mimi
 
 SPEC = MimiSpec.from_preset("mimi_tiny", num_codebooks=4)
 
@@ -199,7 +201,7 @@ def test_detect_format_errors(tmp_path):
     with pytest.raises(CheckpointError, match="without model.safetensors"):
         detect_format(tmp_path)
     other = build_mimi(SPEC)
-    from convert.checkpoint import save_mlx_model
+    from mlx_speech.weights.mlx import save_mlx_model
     from mlx_speech.quantize.rvq import build_residual_vq
     from mlx_speech.specs.quantize import RVQSpec
     save_mlx_model(tmp_path / "rvq.safetensors", build_residual_vq(RVQSpec()), model="residual_vq",

@@ -11,10 +11,10 @@ import torch
 
 from convert.parity import build_pair, compare
 from mlx_speech.errors import AudioError, CodesError, SpecError
-from mlx_speech.models.mimi import MimiModel, build_mimi
+from mlx_speech.models.mimi.model import MimiModel, build_mimi
 from mlx_speech.layers.activations import elu
-from mlx_speech.specs.mimi import MimiSpec, mimi_202407
-from torch_ref.models.mimi import MimiModel as TorchMimiModel
+from mlx_speech.models.mimi.spec import MimiSpec, mimi_202407
+from torch_ref.models.mimi.model import MimiModel as TorchMimiModel
 
 
 def randomize_codebooks(model, seed: int = 3) -> None:
@@ -29,8 +29,7 @@ def randomize_codebooks(model, seed: int = 3) -> None:
 
 
 def make_pair(spec: MimiSpec):
-    return build_pair(MimiModel, TorchMimiModel, seed=0, randomize=randomize_codebooks,
-                      **spec.to_dict())
+    return build_pair(MimiModel, TorchMimiModel, seed=0, randomize=randomize_codebooks, spec=spec)
 
 
 def wav_batch(n: int, batch: int = 2, seed: int = 0) -> np.ndarray:

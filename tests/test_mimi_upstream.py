@@ -1,5 +1,5 @@
 """Upstream parity: Kyutai's moshi ``MimiModel`` and transformers' ``MimiModel``, random init,
-saved in their own formats and loaded through ``convert/mimi.py`` into MLX and torch_ref.
+saved in their own formats and loaded through ``mlx_speech/models/mimi/formats.py`` into MLX and torch_ref.
 
 Acceptance (issue 5): codes identical for 8 and 32 codebooks, decoded audio within 1e-4 of
 moshi's; the same against transformers. moshi's codebooks start at zero (every code 0), so
@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from convert.mimi import detect_format, load_mimi, load_mimi_torch
-from convert.mimi_hf import hf_key_map
-from convert.mimi_keys import apply_key_map
+from mlx_speech.models.mimi.formats import detect_format
+from mlx_speech.models.mimi.load import load_mimi
+from torch_ref.models.mimi.load import load_mimi_torch
+from mlx_speech.models.mimi.hf import hf_key_map
+from mlx_speech.models.mimi.keys import apply_key_map
 from convert.parity import compare
 from mlx_speech.audio.synth import speechlike
-from mlx_speech.specs.mimi import MimiSpec, mimi_202407
+from mlx_speech.models.mimi.spec import MimiSpec, mimi_202407
 
 AUDIO_ATOL = 1e-4
 
@@ -183,8 +185,8 @@ def test_transformers_rope_permutation_is_needed(hf_pair):
     runs, but the audio is wrong: the permutation test above has teeth."""
     from safetensors.numpy import load_file
 
-    from convert.core import load_torch_state_into_mlx
-    from mlx_speech.models.mimi import build_mimi
+    from mlx_speech.weights.mlx import load_torch_state_into_mlx
+    from mlx_speech.models.mimi.model import build_mimi
 
     up, folder, right, _ = hf_pair
     spec = mimi_202407(8)

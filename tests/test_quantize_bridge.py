@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from mlx.utils import tree_flatten
 
 from cli import cli
-from convert.checkpoint import load_torch_model, save_mlx_model
+from torch_ref.weights import load_torch_model
+from mlx_speech.weights.mlx import save_mlx_model
 from convert.parity import compare
 from mlx_speech.errors import CodesError
 from mlx_speech.quantize import CausalBridgeQuantizer, expand_durations

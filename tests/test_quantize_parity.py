@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from convert.core import mlx_to_torch_state
+from mlx_speech.weights.mlx import mlx_to_torch_state
 from convert.parity import build_pair, compare
 from mlx_speech.quantize import (BinarySphericalQuantizer, CausalBridgeQuantizer, ResidualVQ,
                                  SplitResidualVQ)

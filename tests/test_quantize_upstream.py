@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from convert.checkpoint import load_pickle_state
-from convert.core import load_torch_state_into_mlx
+from mlx_speech.weights.checkpoint import load_pickle_state
+from mlx_speech.weights.mlx import load_torch_state_into_mlx
 from convert.parity import compare
 from convert.vq_pytorch import (convert_residual_vq, convert_vector_quantize, rvq_spec_from_state,
                                 vq_spec_from_state)

@@ -37,7 +37,7 @@ def wav24(tmp_path):
 
 def test_features_command_writes_npy(weights, wav24, tmp_path):
     from mlx_speech.audio.io import load
-    from mlx_speech.models.ssl import load_ssl
+    from mlx_speech.models.ssl.load import load_ssl
 
     out = tmp_path / "feats" / "f.npy"
     res = CliRunner().invoke(cli, ["features", str(wav24), "--model", "wavlm", "--weights",

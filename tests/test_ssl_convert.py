@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from convert.ssl_hf import DROPPED, hf_to_mlx_state, read_hf_dir, renames
+from mlx_speech.models.ssl.hf import DROPPED, hf_to_mlx_state, read_hf_dir, renames
 from mlx_speech.errors import CheckpointError, SpecError
-from mlx_speech.models.ssl import load_ssl
-from mlx_speech.specs.ssl import W2VBertSpec, Wav2Vec2Spec, spec_from_hf_config
+from mlx_speech.models.ssl.load import load_ssl
+from mlx_speech.models.ssl.spec import W2VBertSpec, Wav2Vec2Spec, spec_from_hf_config
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -112,7 +112,7 @@ def test_presets_and_upstream_defaults_agree():
 
 
 def test_specs_and_durations_import_neither_mlx_nor_torch():
-    code = ("import sys, mlx_speech.specs.ssl, mlx_speech.teachers.durations, mlx_speech.teachers; "
+    code = ("import sys, mlx_speech.models.ssl.spec, mlx_speech.teachers.durations, mlx_speech.teachers; "
             "print(','.join(m for m in ('mlx.core', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

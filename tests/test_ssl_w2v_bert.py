@@ -8,7 +8,7 @@ import pytest
 
 from convert.parity import compare
 from mlx_speech.audio.synth import speechlike
-from mlx_speech.models.ssl import KaldiFbank, load_ssl
+from mlx_speech.models.ssl.load import KaldiFbank, load_ssl
 from mlx_speech.models.ssl.fbank import kaldi_mel_filters
 
 torch = pytest.importorskip("torch")

@@ -1,5 +1,5 @@
 """WavLM / HuBERT / wav2vec 2.0 in MLX against transformers: random-init upstream models saved
-with ``save_pretrained`` load through convert/ssl_hf.py, and every hidden state matches."""
+with ``save_pretrained`` load through mlx_speech/models/ssl/hf.py, and every hidden state matches."""
 
 import math
 
@@ -9,7 +9,7 @@ from mlx.utils import tree_flatten
 import pytest
 
 from convert.parity import compare
-from mlx_speech.models.ssl import build_ssl_model, load_hf_state, load_ssl, to_hf_state
+from mlx_speech.models.ssl.load import build_ssl_model, load_hf_state, load_ssl, to_hf_state
 from mlx_speech.models.ssl.wavlm import relative_position_buckets
 
 torch = pytest.importorskip("torch")
@@ -106,7 +106,7 @@ def test_wavlm_buckets_match_transformers():
 
 
 def test_positional_conv_weight_norm_fold_both_spellings(saved, wav):
-    from convert.ssl_hf import fold_weight_norm_dim2, hf_to_mlx_state, read_hf_state
+    from mlx_speech.models.ssl.hf import fold_weight_norm_dim2, hf_to_mlx_state, read_hf_state
 
     up, d = saved["hubert-base"]
     state = read_hf_state(d)
@@ -222,7 +222,7 @@ def test_do_normalize_from_preprocessor_config(saved, wav, tmp_path):
 
 
 def test_base_preset_shapes():
-    from mlx_speech.specs.ssl import Wav2Vec2Spec
+    from mlx_speech.models.ssl.spec import Wav2Vec2Spec
 
     spec = Wav2Vec2Spec.from_preset("wavlm_base")
     model = build_ssl_model(spec)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from convert.core import copy_mlx_to_torch
+from convert.parity import copy_mlx_to_torch
 from mlx_speech.layers.conv import Conv1d, ConvTranspose1d, conv_impl
 from torch_ref.layers import conv as tconv
 

@@ -124,7 +124,7 @@ def test_cpu_shards_recipe_values(manifest, tmp_path):
 
 
 def test_mlx_and_torch_trainers_agree(manifest, tmp_path):
-    from convert.core import copy_mlx_to_torch
+    from convert.parity import copy_mlx_to_torch
 
     for task, model in (("mel_denoise", TINY), ("mel_denoise_gan", {"generator": TINY, "disc_dim": 16})):
         kw = dict(task=task, model=model, steps=5, grad_accum=2,  # eps: see the accumulation test

@@ -8,7 +8,7 @@ import pytest
 
 import mlx.core as mx
 
-from mlx_speech.models.tts_align import (batch_durations, batch_log_prior, beta_binomial_log_prior,
+from mlx_speech.train.tts_align import (batch_durations, batch_log_prior, beta_binomial_log_prior,
                                          binarization_loss, boundary_errors, forward_sum_loss, log_attention,
                                          monotonic_alignment_search, uniform_durations)
 
@@ -49,7 +49,7 @@ def test_prior_rows_are_distributions_near_the_diagonal():
 
 def test_forward_sum_loss_parity_and_ordering():
     torch = pytest.importorskip("torch")
-    from torch_ref.models import tts_align as T
+    from torch_ref.train import tts_align as T
 
     rng = np.random.default_rng(4)
     scores = rng.standard_normal((2, 12, 5)).astype(np.float32)
@@ -79,8 +79,8 @@ def test_forward_sum_loss_trains_the_aligner():
     import mlx.nn as nn
     import mlx.optimizers as optim
 
-    from mlx_speech.models.fastspeech import FastSpeech2
-    from mlx_speech.specs.tts import FastSpeechSpec
+    from mlx_speech.models.tts.fastspeech import FastSpeech2
+    from mlx_speech.models.tts.spec import FastSpeechSpec
 
     spec = FastSpeechSpec(dim=32, num_heads=2, encoder_layers=1, decoder_layers=1, ffn_dim=32, ffn_kernel=3,
                           predictor_dim=16, aligner_dim=16, n_mels=8)
@@ -126,7 +126,7 @@ def test_batch_prior_uniform_split_and_boundary_errors():
 
 def test_binarization_loss_parity_and_minimum():
     torch = pytest.importorskip("torch")
-    from torch_ref.models import tts_align as T
+    from torch_ref.train import tts_align as T
 
     rng = np.random.default_rng(6)
     la = np.log(rng.dirichlet(np.ones(4), size=(2, 9))).astype(np.float32)

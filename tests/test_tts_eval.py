@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlx_speech.models.tts_eval import wer, words
+from mlx_speech.eval.tts import wer, words
 
 
 def test_wer_counts_edits():
@@ -25,7 +25,7 @@ def test_recognizer_transcribes_teacher_speech(tmp_path):
     if shutil.which("festival") is None:
         pytest.skip("festival not installed")
     from mlx_speech.data.voices import Voice, synthesize
-    from mlx_speech.models.tts_eval import Recognizer
+    from mlx_speech.eval.tts import Recognizer
 
     syn = synthesize(Voice("festival", "cmu_us_slt_arctic_hts", "en"), "The morning train was late again today.")
     hyp = Recognizer()(syn.wav, syn.sample_rate).split()

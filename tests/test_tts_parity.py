@@ -8,7 +8,7 @@ import pytest
 import mlx.core as mx
 
 from convert.parity import build_pair, compare, randomize_all
-from mlx_speech.specs.tts import FastSpeechSpec
+from mlx_speech.models.tts.spec import FastSpeechSpec
 
 torch = pytest.importorskip("torch")
 
@@ -17,8 +17,8 @@ SPEC = FastSpeechSpec(dim=32, num_heads=2, encoder_layers=2, decoder_layers=2, f
 
 
 def _pair():
-    from mlx_speech.models.fastspeech import FastSpeech2
-    from torch_ref.models.fastspeech import FastSpeech2 as TFastSpeech2
+    from mlx_speech.models.tts.fastspeech import FastSpeech2
+    from torch_ref.models.tts.fastspeech import FastSpeech2 as TFastSpeech2
 
     return build_pair(FastSpeech2, TFastSpeech2, randomize=lambda m: randomize_all(m, scale=0.2),
                       **SPEC.to_dict())
@@ -64,7 +64,7 @@ def test_synthesize_and_aligner_parity():
 
 
 def test_speed_control_changes_length():
-    from mlx_speech.models.fastspeech import FastSpeech2
+    from mlx_speech.models.tts.fastspeech import FastSpeech2
 
     mx.random.seed(0)
     m = FastSpeech2(**SPEC.to_dict())
@@ -81,7 +81,7 @@ def test_training_steps_reduce_loss():
     import mlx.nn as nn
     import mlx.optimizers as optim
 
-    from mlx_speech.models.fastspeech import FastSpeech2
+    from mlx_speech.models.tts.fastspeech import FastSpeech2
 
     mx.random.seed(0)
     m = FastSpeech2(**SPEC.to_dict())

@@ -133,7 +133,7 @@ def test_device_picks_the_loop(monkeypatch):
 
 
 def test_synthesizer_gl_defaults_and_bad_init():
-    from mlx_speech.models.tts import GL_INIT, GL_ITERS, SynthError, Synthesizer
+    from mlx_speech.pipelines.synth import GL_INIT, GL_ITERS, SynthError, Synthesizer
 
     syn = Synthesizer()
     assert (syn.gl_iters, syn.gl_init) == (GL_ITERS, GL_INIT) and GL_INIT in mgl.GL_INITS
@@ -164,7 +164,7 @@ def test_mel_inversion_numpy_path_matches_mlx(cfg):
 
 def test_cli_synth_default_iterations_follow_the_library():
     from cli import cli
-    from mlx_speech.models.tts import GL_ITERS
+    from mlx_speech.pipelines.synth import GL_ITERS
 
     opt = {p.name: p for p in cli.commands["synth"].params}["gl_iters"]
     assert opt.default == GL_ITERS

@@ -14,7 +14,7 @@ import mlx.core as mx
 
 from cli import cli
 from mlx_speech.audio.io import load
-from mlx_speech.models.tts import ASSETS, DEFAULT_VOICE, Synthesizer
+from mlx_speech.pipelines.synth import ASSETS, DEFAULT_VOICE, Synthesizer
 
 VOICE = ASSETS / DEFAULT_VOICE
 
@@ -53,7 +53,7 @@ def test_speed_changes_duration(synth):
 
 def test_mlx_and_torch_checkpoint_agree_on_bundled_weights(synth):
     torch = pytest.importorskip("torch")
-    from convert.checkpoint import load_torch_model
+    from torch_ref.weights import load_torch_model
 
     t, _ = load_torch_model(VOICE / "acoustic.safetensors")
     t.eval()
@@ -104,9 +104,9 @@ def test_cli_synth_user_errors(tmp_path, args, message):
 
 def test_cli_synth_with_official_hifigan_checkpoint(tmp_path):
     torch = pytest.importorskip("torch")
-    from convert.hifigan import save_official_generator
-    from mlx_speech.specs.tts import HiFiGANSpec
-    from torch_ref.models.hifigan import HiFiGANGenerator
+    from torch_ref.models.hifigan.official import save_official_generator
+    from mlx_speech.models.hifigan.spec import HiFiGANSpec
+    from torch_ref.models.hifigan.model import HiFiGANGenerator
 
     spec = HiFiGANSpec.from_preset("tiny")
     torch.manual_seed(0)

@@ -14,7 +14,7 @@ import pytest
 
 from mlx_speech.data.manifest import DataError
 from mlx_speech.errors import SpecError
-from mlx_speech.specs.tts import TTSRecipeSpec
+from mlx_speech.models.tts.spec import TTSRecipeSpec
 from mlx_speech.train.tasks_tts import (corpus_phones, durations_from_timings, frame_f0, single_voice_corpus,
                                         text_phones, train_voice)
 
@@ -95,7 +95,7 @@ def test_train_voice_tiny(tmp_path, backend):
     assert res["steps"] == 3
     log = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 3 and all(np.isfinite(r["loss"]) for r in log)
-    from mlx_speech.models.tts import Synthesizer
+    from mlx_speech.pipelines.synth import Synthesizer
 
     syn = Synthesizer(tmp_path / "run" / "voice", gl_iters=2)
     assert syn.synthesize("Hello.").dtype == np.float32
@@ -150,7 +150,7 @@ def test_learned_alignment_trains_from_ljspeech(tmp_path, ljspeech_dir):
 
     import mlx.core as mx
 
-    from convert.checkpoint import load_mlx_model
+    from mlx_speech.weights.mlx import load_mlx_model
     from mlx_speech.train.tasks_tts import feature_stats, learned_batch, mlx_log_attention_fn
 
     # one batch of all 4 utterances, so the losses are comparable step to step
@@ -180,9 +180,9 @@ def test_learned_alignment_first_step_parity(tmp_path, ljspeech_dir):
 
     from convert.parity import build_pair
     from mlx_speech.data.manifest import read_ljspeech
-    from mlx_speech.models.fastspeech import FastSpeech2
+    from mlx_speech.models.tts.fastspeech import FastSpeech2
     from mlx_speech.train import tasks_tts as M
-    from torch_ref.models.fastspeech import FastSpeech2 as TFastSpeech2
+    from torch_ref.models.tts.fastspeech import FastSpeech2 as TFastSpeech2
     from torch_ref.train import tasks_tts as T
 
     r = TTSRecipeSpec.from_yaml(_learned_recipe(tmp_path, ljspeech_dir))

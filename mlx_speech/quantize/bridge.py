@@ -206,7 +206,7 @@ class CausalBridgeQuantizer(nn.Module):
         return self.decode_with(codes, lambda g, c: g.decode(c))
 
     # The data flow of encode / decode, with the group operations passed in so that an
-    # inference cache of folded codebooks (mlx_speech.models.mimi9) runs the same flow.
+    # inference cache of folded codebooks (mlx_speech.models.mimi9.model) runs the same flow.
     def encode_with(self, x: mx.array, n: int, encode: GroupEncode,
                     decode: GroupDecode) -> mx.array:
         """Codes ``(B, n, F)`` of checked ``x`` via ``encode(group, z, k)`` / ``decode(group, c)``."""

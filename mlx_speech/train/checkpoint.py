@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-import mlx_speech
-from convert.checkpoint import load_checkpoint
+from mlx_speech._version import __version__
+from mlx_speech.weights.checkpoint import load_checkpoint
 from mlx_speech.errors import CheckpointError
 from mlx_speech.utils.atomic import atomic_path
 
@@ -73,7 +73,7 @@ class CheckpointManager:
         if bad:
             raise CheckpointError(f"refusing to save non-finite weights: {', '.join(bad[:5])}")
         meta = {"format": fmt, "model": task, "spec": json.dumps(spec, sort_keys=True),
-                "mlx_speech": mlx_speech.__version__, "train_state": json.dumps(state)}
+                "mlx_speech": __version__, "train_state": json.dumps(state)}
         path = self.directory / checkpoint_name(step)
         from safetensors.numpy import save_file  # noqa: PLC0415
 

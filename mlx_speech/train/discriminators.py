@@ -31,7 +31,7 @@ import mlx.nn as nn
 
 from mlx_speech.errors import AudioError
 from mlx_speech.layers.conv import Conv1d, pad1d
-from mlx_speech.specs.vocoder_train import HiFiGANDiscriminatorSpec
+from mlx_speech.models.hifigan.train_spec import HiFiGANDiscriminatorSpec
 
 LRELU_SLOPE = 0.1
 

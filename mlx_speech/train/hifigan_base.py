@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from mlx_speech.data.loader import Batch
-from mlx_speech.specs.vocoder_train import HiFiGANTrainSpec
+from mlx_speech.models.hifigan.train_spec import HiFiGANTrainSpec
 from mlx_speech.train.task_base import Task
 
 

@@ -45,8 +45,9 @@ import numpy as np
 
 from mlx_speech.data.loader import Batch
 from mlx_speech.data.manifest import DataError, Item
+from mlx_speech.registry import resolve
 from mlx_speech.errors import CheckpointError, SpecError
-from mlx_speech.specs.mimi9_train import Mimi9TrainSpec
+from mlx_speech.models.mimi9.train_spec import Mimi9TrainSpec
 from mlx_speech.teachers.durations import frame_to_token
 from mlx_speech.train.task_base import Task
 from mlx_speech.utils.atomic import atomic_path
@@ -82,8 +83,8 @@ def model_spec(spec: Mimi9TrainSpec) -> Any:
     """The ``Mimi9Spec`` the task trains: the preset's, or the one in the checkpoint's tag."""
     if spec.weights is None:
         return spec.model_spec()
-    from convert.checkpoint import read_metadata  # noqa: PLC0415
-    from mlx_speech.specs.mimi9 import Mimi9Spec  # noqa: PLC0415
+    from mlx_speech.weights.checkpoint import read_metadata  # noqa: PLC0415
+    from mlx_speech.models.mimi9.spec import Mimi9Spec  # noqa: PLC0415
 
     path = weights_file(spec.weights)
     meta = read_metadata(path)
@@ -267,7 +268,9 @@ class Mimi9Base(Task):
             return 0
         if self._filler is None:
             try:
-                from mlx_speech.train.mimi9_targets import TeacherTargets  # noqa: PLC0415
+                # MLX-only (the teachers run in MLX), looked up by name so this neutral module
+                # and torch_ref, which imports it, do not depend on it
+                TeacherTargets = resolve("mlx_speech.train.mimi9_targets:TeacherTargets")
             except ModuleNotFoundError as exc:
                 raise SpecError(f"teacher cache {Path(self.spec.cache_dir) / self.tag} lacks "
                                 f"{len(missing)} utterances and the MLX teachers cannot run here "

@@ -3,7 +3,7 @@ cache that :mod:`mlx_speech.train.mimi9_data` reads (layout and alignment rules 
 
 * Qwen through mlx-lm (:class:`~mlx_speech.teachers.qwen.QwenTeacher`): a local directory
   (``model.qwen.path``, with its tokenizer) or random weights from ``model.qwen.config``.
-* WavLM in MLX (:mod:`mlx_speech.models.ssl`): a local transformers directory
+* WavLM in MLX (:mod:`mlx_speech.models.ssl.load`): a local transformers directory
   (``model.wavlm.path``) or random weights from ``model.wavlm.spec``.
 
 Both are loaded once, frozen, on the first cache miss.
@@ -20,8 +20,8 @@ import numpy as np
 from mlx_speech.audio.io import load as load_audio
 from mlx_speech.data.manifest import DataError, Item
 from mlx_speech.errors import CheckpointError, SpecError
-from mlx_speech.specs.mimi9_train import QwenTeacherSpec, WavLMTeacherSpec
-from mlx_speech.specs.ssl import SAMPLE_RATE as SSL_RATE
+from mlx_speech.models.mimi9.train_spec import QwenTeacherSpec, WavLMTeacherSpec
+from mlx_speech.models.ssl.spec import SAMPLE_RATE as SSL_RATE
 from mlx_speech.teachers.durations import durations_from_word_timings, even_durations
 from mlx_speech.train.mimi9_data import FrameGrid, byte_tokens, to_frames, write_targets
 
@@ -44,8 +44,8 @@ def load_qwen(q: QwenTeacherSpec) -> Any:
 
 
 def load_wavlm(w: WavLMTeacherSpec) -> Any:
-    from mlx_speech.models.ssl import build_ssl_model, load_ssl  # noqa: PLC0415
-    from mlx_speech.specs.ssl import Wav2Vec2Spec  # noqa: PLC0415
+    from mlx_speech.models.ssl.load import build_ssl_model, load_ssl  # noqa: PLC0415
+    from mlx_speech.models.ssl.spec import Wav2Vec2Spec  # noqa: PLC0415
 
     if w.path is not None:
         return load_ssl(_teacher_dir(w.path, "wavlm", "WavLM"), family="wavlm")

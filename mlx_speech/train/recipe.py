@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from mlx_speech.errors import SpecError
+from mlx_speech.registry import resolve
 from mlx_speech.specs.train import TrainSpec
 
 BACKENDS = ("mlx", "torch")
@@ -51,10 +52,9 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def make_trainer(spec: TrainSpec, backend: str = "mlx", **kwargs: Any) -> Any:
     """The MLX or torch trainer for ``spec`` (``kwargs`` as :class:`~mlx_speech.train.loop.TrainLoop`)."""
-    if backend == "mlx":
-        from mlx_speech.train.trainer import Trainer  # noqa: PLC0415
-    elif backend == "torch":
-        from torch_ref.train.trainer import Trainer  # noqa: PLC0415
-    else:
+    if backend not in BACKENDS:
         raise SpecError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    return Trainer(spec, **kwargs)
+    # by name: mlx_speech never depends on torch_ref, and neither framework loads unless chosen
+    trainer = resolve({"mlx": "mlx_speech.train.trainer:Trainer",
+                       "torch": "torch_ref.train.trainer:Trainer"}[backend])
+    return trainer(spec, **kwargs)

@@ -15,13 +15,12 @@ Framework-neutral (imports neither mlx nor torch). A task is split in two:
   ``discriminator`` children. In torch_ref the modules passed in may be DDP wrappers: call
   them, do not reach into their children.
 
-Register a task with :func:`register_task` under a name a recipe's ``task:`` uses.
+Tasks are registered in :mod:`mlx_speech.registry` (a family's ``register_family(tasks=...)``,
+or :func:`register_task`) under the name a recipe's ``task:`` uses.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,6 +28,7 @@ import numpy as np
 from mlx_speech.data.augment import frame_lengths, spec_augment_masks, white_noise_at_snr
 from mlx_speech.data.loader import Batch
 from mlx_speech.errors import SpecError
+from mlx_speech.registry import get_task, register_task, task_names  # noqa: F401  (the task registry)
 from mlx_speech.specs.base import Spec
 from mlx_speech.specs.train import MelDenoiseGANSpec, MelDenoiserSpec
 
@@ -50,31 +50,6 @@ class Task:
     def prepare(self, batch: Batch, rngs: list[np.random.Generator], *, train: bool) -> dict[str, np.ndarray]:
         """numpy inputs of one step for this rank's rows (see the module docstring)."""
         raise NotImplementedError
-
-
-@dataclasses.dataclass(frozen=True)
-class _Entry:
-    mlx: str
-    torch: str
-
-
-_TASKS: dict[str, _Entry] = {}
-
-
-def register_task(name: str, *, mlx: str, torch: str) -> None:
-    """Register ``"module:Class"`` targets of a task for both frameworks (imported lazily)."""
-    _TASKS[name] = _Entry(mlx=mlx, torch=torch)
-
-
-def task_names() -> list[str]:
-    return sorted(_TASKS)
-
-
-def get_task(name: str, backend: str) -> type[Task]:
-    if name not in _TASKS:
-        raise SpecError(f"unknown task {name!r}; registered: {', '.join(task_names())}")
-    module, _, attr = getattr(_TASKS[name], backend).partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 # --- mel_denoise / mel_denoise_gan: the neutral half ------------------------------------------
@@ -121,14 +96,3 @@ class MelDenoiseGANBase(MelDenoiseBase):
     @property
     def denoiser(self) -> MelDenoiserSpec:
         return self.spec.generator
-
-
-register_task("mel_denoise", mlx="mlx_speech.train.tiny:MelDenoiseTask",
-              torch="torch_ref.train.tiny:MelDenoiseTask")
-register_task("mel_denoise_gan", mlx="mlx_speech.train.tiny:MelDenoiseGANTask",
-              torch="torch_ref.train.tiny:MelDenoiseGANTask")
-# The model tasks (their neutral halves live in mlx_speech.train.mimi9_data / hifigan_base).
-register_task("mimi9", mlx="mlx_speech.train.tasks_mimi9:Mimi9Task",
-              torch="torch_ref.train.tasks_mimi9:Mimi9Task")
-register_task("hifigan", mlx="mlx_speech.train.tasks_hifigan:HiFiGANTask",
-              torch="torch_ref.train.tasks_hifigan:HiFiGANTask")

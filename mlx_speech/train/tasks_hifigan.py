@@ -1,7 +1,7 @@
 """``hifigan`` task (MLX): HiFi-GAN generator + MPD/MSD discriminator, least-squares GAN.
 
 Mirrored in ``torch_ref.train.tasks_hifigan``. The module has ``generator``
-(:class:`~mlx_speech.models.hifigan.HiFiGANGenerator`) and ``discriminator``
+(:class:`~mlx_speech.models.hifigan.model.HiFiGANGenerator`) and ``discriminator``
 (:class:`~mlx_speech.train.discriminators.HiFiGANDiscriminator`) children, so a trainer
 checkpoint's ``model.generator.*`` arrays are a generator checkpoint (see
 ``convert.hifigan_train.export_generator``).
@@ -23,7 +23,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlx_speech.audio.spectral import log_mel
-from mlx_speech.models.hifigan import HiFiGANGenerator
+from mlx_speech.models.hifigan.model import HiFiGANGenerator
 from mlx_speech.train.discriminators import HiFiGANDiscriminator
 from mlx_speech.train.hifigan_base import HiFiGANTaskBase
 from mlx_speech.train.losses import (feature_matching_loss, lsgan_discriminator_loss, lsgan_generator_loss,

@@ -70,14 +70,14 @@ def load_model(task: Mimi9Base) -> nn.Module:
     """The MLX Mimi9 of ``task.spec``: its surgered checkpoint or a seeded random init."""
     s = task.spec
     if s.weights is not None:
-        from convert.checkpoint import load_mlx_model  # noqa: PLC0415
+        from mlx_speech.weights.mlx import load_mlx_model  # noqa: PLC0415
 
         path = weights_file(s.weights)
         model, spec = load_mlx_model(path)
         if type(model).__name__ != "Mimi9Model":
             raise CheckpointError(f"{path}: not a mimi9 checkpoint")
         return model
-    from mlx_speech.models.mimi9 import build_mimi9  # noqa: PLC0415
+    from mlx_speech.models.mimi9.model import build_mimi9  # noqa: PLC0415
 
     mx.random.seed(s.seed)
     model = build_mimi9(task.arch)

@@ -23,6 +23,8 @@ import numpy as np
 
 from mlx_speech.data import synth_corpus as sc
 from mlx_speech.data.voices import Voice
+from mlx_speech.train.tts_batch import (  # noqa: F401  (make_batch: re-exported for callers)
+    align_inputs, learned_batch, lr_schedule, make_batch, phone_average, step_batch)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "tts"
 
@@ -87,17 +89,6 @@ def durations_from_timings(phones: list[tuple[str, float, float]], frames: int, 
     ends = np.minimum(np.maximum.accumulate(ends), frames)
     ends[-1] = frames
     return np.diff(np.concatenate([[0], ends])).astype(np.int32)
-
-
-def phone_average(values: np.ndarray, durations: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Mean of ``values`` over each phone's valid frames (NaN where a phone has none)."""
-    out = np.full(len(durations), np.nan)
-    ends = np.cumsum(durations)
-    for i, (s, e) in enumerate(zip(ends - durations, ends)):
-        v = values[s:e][valid[s:e]]
-        if len(v):
-            out[i] = v.mean()
-    return out
 
 
 def corpus_targets(item: Any, frames: int, frame_rate: float) -> tuple[list[str], np.ndarray]:
@@ -249,57 +240,11 @@ def feature_stats(feats: dict[str, Any]) -> dict[str, float]:
                 energy_mean=float(en.mean()), energy_std=float(en.std()))
 
 
-def align_inputs(ids: list[np.ndarray], mels: list[np.ndarray], multiple: int = 1) -> dict[str, Any]:
-    """Padded aligner inputs: ``ids, lengths, mel, mel_lengths`` and the ``(B, T, N)`` log prior
-    (frames padded to a multiple of ``multiple``)."""
-    from mlx_speech.models.tts_align import batch_log_prior  # noqa: PLC0415
-
-    N, T = max(len(x) for x in ids), -(-max(len(m) for m in mels) // multiple) * multiple
-    nb = {"ids": _pad(ids, N), "lengths": np.array([len(x) for x in ids], np.int32), "mel": _pad(mels, T),
-          "mel_lengths": np.array([len(m) for m in mels], np.int32)}
-    nb["log_prior"] = batch_log_prior(nb["lengths"], nb["mel_lengths"], N, T)
-    return nb
-
-
-def learned_batch(feats: dict[str, Any], rows: list[int], stats: dict[str, float],
-                  log_attention_fn: Any) -> dict[str, Any]:
-    """A :func:`make_batch` batch whose durations come from monotonic alignment search.
-
-    ``log_attention_fn(nb)`` gets numpy ``ids, lengths, mel, mel_lengths, log_prior`` (padded as
-    the batch) and returns the model's ``(B, T, N)`` log attention (with the prior); phone-level
-    pitch and energy are averaged over the resulting durations. Adds ``mel_lengths`` and
-    ``log_prior`` for the alignment losses."""
-    from mlx_speech.models.tts_align import batch_durations  # noqa: PLC0415
-
-    ids, mels = [feats["ids"][i] for i in rows], [feats["mel"][i] for i in rows]
-    nb = align_inputs(ids, mels, multiple=16)  # make_batch's frame padding
-    dur = batch_durations(log_attention_fn(nb), nb["lengths"], nb["mel_lengths"])
-    durs = [dur[k, :len(x)] for k, x in enumerate(ids)]
-    f0s, ens = [feats["frame_log_f0"][i] for i in rows], [feats["frame_energy"][i] for i in rows]
-    sub = {"ids": ids, "mel": mels, "durations": durs,
-           "log_f0": [phone_average(f, d, ~np.isnan(f)) for f, d in zip(f0s, durs)],
-           "energy": [phone_average(e, d, np.ones(len(e), bool)) for e, d in zip(ens, durs)]}
-    nb.update(make_batch(sub, list(range(len(rows))), **stats))
-    return nb
-
-
-def step_batch(feats: dict[str, Any], rows: list[int], stats: dict[str, float], recipe: Any, step: int,
-               log_attention_fn: Any = None) -> dict[str, Any]:
-    """The numpy batch of one training step (both back ends): corpus durations, or MAS durations
-    plus the alignment loss weights (binarization from ``recipe.bin_start`` on)."""
-    if recipe.alignment != "learned":
-        return make_batch(feats, rows, **stats)
-    nb = learned_batch(feats, rows, stats, log_attention_fn)
-    nb["align_weight"] = float(recipe.align_weight)
-    nb["bin_weight"] = float(recipe.bin_weight) if step >= recipe.bin_start else 0.0
-    return nb
-
-
 def alignment_report(feats: dict[str, Any], log_attention_fn: Any, batch_size: int = 8) -> dict[str, Any]:
     """Mean |boundary error| in frames of MAS durations vs the corpus timings, next to a uniform
     split of the same frames, over utterances with timings (phones matched by sequence alignment,
     so frontend and corpus phone sets may differ)."""
-    from mlx_speech.models.tts_align import batch_durations, boundary_errors, uniform_durations  # noqa: PLC0415
+    from mlx_speech.train.tts_mas import batch_durations, boundary_errors, uniform_durations  # noqa: PLC0415
 
     rows = [i for i, ref in enumerate(feats["ref"]) if ref is not None]
     if not rows:
@@ -323,26 +268,6 @@ def alignment_report(feats: dict[str, Any], log_attention_fn: Any, batch_size: i
 
 
 # --- training (MLX) -----------------------------------------------------------------------------
-def _pad(arrs: list[np.ndarray], length: int, value: float = 0.0) -> np.ndarray:
-    out = np.full((len(arrs), length) + arrs[0].shape[1:], value, dtype=arrs[0].dtype)
-    for i, a in enumerate(arrs):
-        out[i, :len(a)] = a
-    return out
-
-
-def make_batch(feats: dict[str, Any], rows: list[int], pitch_mean: float, pitch_std: float,
-               energy_mean: float, energy_std: float) -> dict[str, np.ndarray]:
-    """Padded numpy batch; frame count rounded up to a multiple of 16 (fewer distinct shapes)."""
-    ids = [feats["ids"][i] for i in rows]
-    N = max(len(x) for x in ids)
-    T = max(len(feats["mel"][i]) for i in rows)
-    T = -(-T // 16) * 16
-    pitch = [np.nan_to_num((feats["log_f0"][i] - pitch_mean) / pitch_std) for i in rows]
-    energy = [np.nan_to_num((feats["energy"][i] - energy_mean) / energy_std) for i in rows]
-    return {"ids": _pad(ids, N), "lengths": np.array([len(x) for x in ids], np.int32),
-            "durations": _pad([feats["durations"][i] for i in rows], N),
-            "pitch": _pad(pitch, N).astype(np.float32), "energy": _pad(energy, N).astype(np.float32),
-            "mel": _pad([feats["mel"][i] for i in rows], T), "frames": T}
 
 
 def tts_loss(model: Any, b: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -366,8 +291,8 @@ def tts_loss(model: Any, b: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     total = mel_l + dur_l + 0.1 * pitch_l + 0.1 * energy_l
     parts = {"mel": mel_l, "duration": dur_l, "pitch": pitch_l, "energy": energy_l}
     if "log_prior" in b:
-        from mlx_speech.models.fastspeech import alignment_matrix, sequence_mask  # noqa: PLC0415
-        from mlx_speech.models.tts_align import binarization_loss, forward_sum_loss, log_attention  # noqa: PLC0415
+        from mlx_speech.models.tts.fastspeech import alignment_matrix, sequence_mask  # noqa: PLC0415
+        from mlx_speech.train.tts_align import binarization_loss, forward_sum_loss, log_attention  # noqa: PLC0415
 
         scores = model.alignment_scores(b["ids"], b["lengths"], b["mel"], b.get("language", zeros))
         la = log_attention(scores, b["log_prior"], out["phone_mask"], sequence_mask(b["mel_lengths"], b["frames"]))
@@ -381,8 +306,8 @@ def mlx_log_attention_fn(model: Any, language: int) -> Any:
     """``nb -> (B, T, N)`` numpy log attention of an MLX model (for :func:`learned_batch`)."""
     import mlx.core as mx  # noqa: PLC0415
 
-    from mlx_speech.models.fastspeech import sequence_mask  # noqa: PLC0415
-    from mlx_speech.models.tts_align import log_attention  # noqa: PLC0415
+    from mlx_speech.models.tts.fastspeech import sequence_mask  # noqa: PLC0415
+    from mlx_speech.train.tts_align import log_attention  # noqa: PLC0415
 
     def fn(nb: dict[str, np.ndarray]) -> np.ndarray:
         ids, lengths = mx.array(nb["ids"]), mx.array(nb["lengths"])
@@ -395,18 +320,10 @@ def mlx_log_attention_fn(model: Any, language: int) -> Any:
     return fn
 
 
-def lr_schedule(step: int, recipe: Any, steps: int) -> float:
-    """Linear warm-up then cosine decay to 5 % of ``recipe.lr`` (both back ends)."""
-    if step < recipe.warmup_steps:
-        return recipe.lr * (step + 1) / recipe.warmup_steps
-    p = (step - recipe.warmup_steps) / max(1, steps - recipe.warmup_steps)
-    return float(recipe.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(p, 1.0)))))
-
-
 def load_recipe(recipe_path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = (),
                 out_dir: str | os.PathLike | None = None) -> Any:
     """The TTS recipe with ``key=value`` overrides (strict) and an optional ``out_dir``."""
-    from mlx_speech.specs.tts import TTSRecipeSpec  # noqa: PLC0415
+    from mlx_speech.models.tts.spec import TTSRecipeSpec  # noqa: PLC0415
     from mlx_speech.train.recipe import apply_override  # noqa: PLC0415
 
     r = TTSRecipeSpec.from_yaml(Path(recipe_path))
@@ -459,7 +376,7 @@ def train_voice(recipe_path: str | os.PathLike, *, steps: int | None = None,
     import mlx.nn as nn  # noqa: PLC0415
     import mlx.optimizers as optim  # noqa: PLC0415
 
-    from mlx_speech.models.fastspeech import FastSpeech2  # noqa: PLC0415
+    from mlx_speech.models.tts.fastspeech import FastSpeech2  # noqa: PLC0415
     from mlx_speech.text import LANGUAGES  # noqa: PLC0415
 
     r = load_recipe(recipe_path, overrides, out_dir)
@@ -474,8 +391,12 @@ def train_voice(recipe_path: str | os.PathLike, *, steps: int | None = None,
                                "utterances": len(feats["ids"]), "skipped": feats.get("skipped", 0)}
     t0 = time.perf_counter()
     if backend == "torch":
-        from convert.checkpoint import load_mlx_model, save_torch_model  # noqa: PLC0415
-        from torch_ref.train.tasks_tts import train_acoustic  # noqa: PLC0415
+        from mlx_speech.registry import resolve  # noqa: PLC0415
+        from mlx_speech.weights.mlx import load_mlx_model  # noqa: PLC0415
+
+        # by name: mlx_speech never depends on torch_ref; torch loads only for this backend
+        save_torch_model = resolve("torch_ref.weights:save_torch_model")
+        train_acoustic = resolve("torch_ref.train.tasks_tts:train_acoustic")
 
         def to_voice(tmodel: Any) -> None:
             save_torch_model(out / "acoustic_torch.safetensors", tmodel, model="fastspeech2", spec=spec)
@@ -538,7 +459,7 @@ def write_voice(voice_dir: Path, model: Any, spec: Any, recipe: Any) -> None:
     """A voice folder: ``acoustic.safetensors`` (tagged) + ``voice.json``."""
     import json  # noqa: PLC0415
 
-    from convert.checkpoint import save_mlx_model  # noqa: PLC0415
+    from mlx_speech.weights.mlx import save_mlx_model  # noqa: PLC0415
 
     voice_dir.mkdir(parents=True, exist_ok=True)
     save_mlx_model(voice_dir / "acoustic.safetensors", model, model="fastspeech2", spec=spec)

@@ -15,51 +15,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlx_speech.weights.rope_perm import (  # noqa: F401  (re-exported)
+    interleaved_to_rotate_half_perm, permute_head_rows, rotate_half_to_interleaved_perm)
+from mlx_speech.weights.rope_perm import check_rope_args as _check
+
 
 def rope_periods(head_dim: int, max_period: float) -> np.ndarray:
     """``(Dh/2,)`` float32 periods ``max_period ** (2 i / Dh)``, computed in float64."""
     _check(head_dim, max_period)
     return (float(max_period) ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
             ).astype(np.float32)
-
-
-def interleaved_to_rotate_half_perm(head_dim: int) -> np.ndarray:
-    """Feature permutation taking an interleaved-RoPE head to a rotate-half-RoPE head.
-
-    ``perm = [0, 2, 4, ..., Dh-2, 1, 3, ..., Dh-1]``; for every ``x`` and offset
-    ``rope_rotate_half(x[..., perm]) == rope_interleaved(x)[..., perm]``. moshi -> HF Mimi
-    permutes the rows of ``q_proj`` / ``k_proj`` within each head by ``perm``.
-    """
-    _check(head_dim, 10000.0)
-    return np.concatenate([np.arange(0, head_dim, 2), np.arange(1, head_dim, 2)]).astype(np.int64)
-
-
-def rotate_half_to_interleaved_perm(head_dim: int) -> np.ndarray:
-    """Inverse of :func:`interleaved_to_rotate_half_perm` (HF format -> moshi format)."""
-    return np.argsort(interleaved_to_rotate_half_perm(head_dim)).astype(np.int64)
-
-
-def permute_head_rows(w: np.ndarray, *, num_heads: int, perm: np.ndarray) -> np.ndarray:
-    """Permute the output features of a q/k projection within each head.
-
-    ``w`` is a Linear weight ``(H * Dh, D_in)`` or bias ``(H * Dh,)``, head index major; row
-    ``h * Dh + j`` of the result is row ``h * Dh + perm[j]``.
-    """
-    w = np.asarray(w)
-    head_dim = len(perm)
-    if w.shape[0] != num_heads * head_dim:
-        raise ValueError(
-            f"permute_head_rows: first axis {w.shape[0]} != num_heads {num_heads} * "
-            f"head_dim {head_dim}")
-    return np.ascontiguousarray(
-        w.reshape(num_heads, head_dim, *w.shape[1:])[:, perm].reshape(w.shape))
-
-
-def _check(head_dim: int, max_period: float) -> None:
-    if not isinstance(head_dim, int) or head_dim <= 0 or head_dim % 2:
-        raise ValueError(f"RoPE needs a positive even head_dim, got {head_dim!r}")
-    if not max_period > 1.0:
-        raise ValueError(f"RoPE max_period must be > 1, got {max_period!r}")
 
 
 def _rope(x: torch.Tensor, periods: torch.Tensor, offset: int, interleaved: bool) -> torch.Tensor:

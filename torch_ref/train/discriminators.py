@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlx_speech.errors import AudioError
-from mlx_speech.specs.vocoder_train import HiFiGANDiscriminatorSpec
+from mlx_speech.models.hifigan.train_spec import HiFiGANDiscriminatorSpec
 from torch_ref.layers.conv import Conv1d, pad1d
 
 LRELU_SLOPE = 0.1

@@ -11,7 +11,7 @@ from torch import nn
 
 from mlx_speech.train.hifigan_base import HiFiGANTaskBase
 from torch_ref.audio.spectral import log_mel
-from torch_ref.models.hifigan import HiFiGANGenerator
+from torch_ref.models.hifigan.model import HiFiGANGenerator
 from torch_ref.train.discriminators import HiFiGANDiscriminator
 from torch_ref.train.losses import (feature_matching_loss, lsgan_discriminator_loss, lsgan_generator_loss,
                                     mel_l1_loss)

@@ -27,7 +27,7 @@ from torch_ref.train.losses import (feature_matching_loss, lsgan_discriminator_l
 
 def init_codebooks(model: nn.Module, task: Mimi9Base, *, chunk: int = 8) -> list[str]:
     """k-means-initialise the empty codebooks on ``task.init_audio`` (see the MLX twin)."""
-    from torch_ref.models.mimi9 import _encode_latents  # noqa: PLC0415
+    from torch_ref.models.mimi9.model import _encode_latents  # noqa: PLC0415
 
     pending = [n for n, m in model.named_modules() if isinstance(m, EMACodebook) and not m.is_initialized()]
     if not pending:
@@ -46,14 +46,14 @@ def load_model(task: Mimi9Base) -> nn.Module:
     (torch's own draws: copy MLX weights in for parity)."""
     s = task.spec
     if s.weights is not None:
-        from convert.checkpoint import load_torch_model  # noqa: PLC0415
+        from torch_ref.weights import load_torch_model  # noqa: PLC0415
 
         path = weights_file(s.weights)
         model, _ = load_torch_model(path)
         if type(model).__name__ != "Mimi9Model":
             raise CheckpointError(f"{path}: not a mimi9 checkpoint")
         return model
-    from torch_ref.models.mimi9 import build_mimi9  # noqa: PLC0415
+    from torch_ref.models.mimi9.model import build_mimi9  # noqa: PLC0415
 
     torch.manual_seed(s.seed)
     return build_mimi9(task.arch)

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlx_speech.train.tasks_tts import lr_schedule, step_batch
-from torch_ref.models.fastspeech import FastSpeech2, alignment_matrix, sequence_mask
-from torch_ref.models.tts_align import binarization_loss, forward_sum_loss, log_attention
+from mlx_speech.train.tts_batch import lr_schedule, step_batch
+from torch_ref.models.tts.fastspeech import FastSpeech2, alignment_matrix, sequence_mask
+from torch_ref.train.tts_align import binarization_loss, forward_sum_loss, log_attention
 
 
 def tts_loss(model: FastSpeech2, b: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

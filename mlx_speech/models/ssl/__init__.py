@@ -1,96 +1,20 @@
-"""Self-supervised speech encoders in MLX: WavLM, HuBERT, wav2vec 2.0 and w2v-BERT 2.0.
+"""Self-supervised speech encoders in MLX: WavLM, HuBERT, wav2vec 2.0 and w2v-BERT 2.0, loaded
+from local transformers folders (``hf.py`` is the key map, ``load.py`` the MLX loader)::
 
-Typical use (weights from a local transformers directory; no hub access)::
-
-    from mlx_speech.models.ssl import load_ssl
-    model = load_ssl("~/models/wavlm-base-plus")          # frozen, inference mode
+    import mlx_speech
+    model = mlx_speech.load("~/models/wavlm-base-plus")          # frozen, inference mode
     feats = model.features(wav, layers=[6, 12], sample_rate=24000)  # [(B, F, 768), ...]
 
-``features`` accepts ``(T,)`` or ``(B, T)`` audio at any supported rate (resampled to 16 kHz)
-and returns hidden states ``(B, F, D)``: index 0 is the input of the first layer, ``i`` the
-output of layer ``i`` (transformers' ``output_hidden_states`` order). The torch side of these
-models is transformers itself (see :mod:`convert.ssl_hf` for the maps in both directions), so
-they have no torch_ref mirror and no entry in :mod:`mlx_speech.registry`.
+The torch side of these encoders is transformers itself, so they have no torch_ref mirror.
+Registration only; no framework imported.
 """
 
-from __future__ import annotations
+from mlx_speech.registry import Format, register_family
 
-from pathlib import Path
-from typing import Any
-
-from mlx_speech.errors import CheckpointError
-from mlx_speech.models.ssl.fbank import KaldiFbank
-from mlx_speech.models.ssl.w2v_bert import W2VBertModel
-from mlx_speech.models.ssl.wav2vec2 import Wav2Vec2Model
-from mlx_speech.specs.base import Spec
-from mlx_speech.specs.ssl import W2VBertSpec, Wav2Vec2Spec
-
-__all__ = ["KaldiFbank", "W2VBertModel", "Wav2Vec2Model", "build_ssl_model", "load_ssl",
-           "load_hf_state", "to_hf_state", "FAMILIES"]
-
-# CLI / user-facing family names -> the config model_types they accept
-FAMILIES = {"wavlm": ("wavlm",), "hubert": ("hubert",), "wav2vec2": ("wav2vec2",),
-            "w2v-bert": ("wav2vec2-bert",)}
-
-SSLModel = Wav2Vec2Model | W2VBertModel
-
-
-def build_ssl_model(spec: Spec) -> SSLModel:
-    """A randomly initialised encoder for a :class:`Wav2Vec2Spec` or :class:`W2VBertSpec`."""
-    if isinstance(spec, Wav2Vec2Spec):
-        return Wav2Vec2Model(spec)
-    if isinstance(spec, W2VBertSpec):
-        return W2VBertModel(spec)
-    raise TypeError(f"build_ssl_model: expected an SSL spec, got {type(spec).__name__}")
-
-
-def load_hf_state(model: SSLModel, state: dict[str, Any]) -> SSLModel:
-    """Load an upstream (transformers) state dict into ``model`` in place, strictly."""
-    import mlx.core as mx  # noqa: PLC0415
-
-    from convert.core import flatten_tree  # noqa: PLC0415
-    from convert.ssl_hf import hf_to_mlx_state  # noqa: PLC0415
-
-    arrays = hf_to_mlx_state(model.spec, state)
-    own = {k: tuple(v.shape) for k, v in flatten_tree(model.parameters()).items()}
-    missing = sorted(set(own) - set(arrays))
-    extra = sorted(set(arrays) - set(own))
-    if missing or extra:  # the rename list and the module tree disagree: a bug, named
-        raise CheckpointError(f"SSL rename list vs module: missing {missing[:5]}, "
-                              f"extra {extra[:5]}")
-    bad = [f"{k} {arrays[k].shape} != {own[k]}" for k in own if tuple(arrays[k].shape) != own[k]]
-    if bad:
-        raise CheckpointError(f"{model.spec.model_type}: shape mismatch: {'; '.join(bad[:4])}")
-    model.load_weights([(k, mx.array(v)) for k, v in arrays.items()], strict=True)
-    mx.eval(model.parameters())
-    return model
-
-
-def to_hf_state(model: SSLModel) -> dict[str, Any]:
-    """The model's weights as a transformers state dict (numpy, torch layouts)."""
-    from convert.core import mlx_to_numpy  # noqa: PLC0415
-    from convert.ssl_hf import mlx_to_hf_state  # noqa: PLC0415
-
-    return mlx_to_hf_state(model.spec, mlx_to_numpy(model))
-
-
-def load_ssl(path: str | Path, *, family: str | None = None, freeze: bool = True) -> SSLModel:
-    """Build and load an encoder from a local transformers directory.
-
-    ``family`` (``"wavlm"``, ``"hubert"``, ``"wav2vec2"``, ``"w2v-bert"``) checks the config's
-    ``model_type``; ``freeze`` (default) freezes every parameter (the encoder is a teacher /
-    frozen backbone: it is left out of ``trainable_parameters()``).
-    """
-    from convert.ssl_hf import read_hf_dir  # noqa: PLC0415
-
-    if family is not None and family not in FAMILIES:
-        raise CheckpointError(f"unknown SSL family {family!r}; expected one of "
-                              f"{', '.join(FAMILIES)}")
-    spec, state = read_hf_dir(Path(path).expanduser())
-    if family is not None and spec.model_type not in FAMILIES[family]:
-        raise CheckpointError(f"{path}: config.json is a {spec.model_type!r} model, not {family!r}")
-    model = load_hf_state(build_ssl_model(spec), state)
-    model.eval()
-    if freeze:
-        model.freeze()
-    return model
+register_family(
+    "ssl",
+    summary="SSL encoders: WavLM, HuBERT, wav2vec 2.0, w2v-BERT 2.0 (transformers folders)",
+    models={},
+    formats=(Format("transformers SSL folder", detect="mlx_speech.models.ssl.spec:recognise",
+                    mlx="mlx_speech.models.ssl.load:load_ssl"),),
+)

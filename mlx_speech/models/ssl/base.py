@@ -17,7 +17,7 @@ import mlx.core as mx
 import numpy as np
 
 from mlx_speech.errors import AudioError
-from mlx_speech.specs.ssl import SAMPLE_RATE
+from mlx_speech.models.ssl.spec import SAMPLE_RATE
 
 
 def as_waveform_batch(wav: Any, sample_rate: int) -> np.ndarray:

@@ -16,7 +16,7 @@ too many, and, as upstream (``SamePadLayer``), the *last* frame is dropped. Then
 trains it with weight norm over ``dim=2`` (one gain per kernel tap, the norm taken over the
 output and input channels), which is not the per-output-channel weight norm of
 :class:`~mlx_speech.layers.conv.Conv1d`; the converter folds it once into a plain ``weight``
-(see :mod:`convert.ssl_hf`). HuBERT's ``conv_pos_batch_norm`` variant applies an inference-mode
+(see :mod:`mlx_speech.models.ssl.hf`). HuBERT's ``conv_pos_batch_norm`` variant applies an inference-mode
 BatchNorm before the convolution instead of the weight norm.
 
 Speed (CPU backend; bench/ssl_encoders.py): element-wise work dominates this front end, so
@@ -43,7 +43,7 @@ from mlx_speech.layers import conv_kernels
 from mlx_speech.layers.activations import gelu_auto, get_activation
 from mlx_speech.layers.conv import Conv1d
 from mlx_speech.layers.norms import LayerNorm
-from mlx_speech.specs.ssl import ACTIVATIONS, Wav2Vec2Spec
+from mlx_speech.models.ssl.spec import ACTIVATIONS, Wav2Vec2Spec
 
 GROUP_NORM_EPS = 1e-5  # torch nn.GroupNorm / nn.BatchNorm1d default, as upstream uses them
 

@@ -1,6 +1,6 @@
 """w2v-BERT 2.0 encoder in MLX: fbank features -> projection -> Conformer layers.
 
-Layout (names ours, aligned with :mod:`mlx_speech.layers.conformer`; :mod:`convert.ssl_hf` maps
+Layout (names ours, aligned with :mod:`mlx_speech.layers.conformer`; :mod:`mlx_speech.models.ssl.hf` maps
 transformers' ``Wav2Vec2BertModel``)::
 
     feature_projection.{layer_norm, projection}          160 -> hidden_size
@@ -48,7 +48,7 @@ from mlx_speech.models.ssl.attention import attend, merge_heads, split_heads
 from mlx_speech.models.ssl.base import SSLFeatures
 from mlx_speech.models.ssl.fbank import KaldiFbank
 from mlx_speech.models.ssl.frontend import FeatureProjection
-from mlx_speech.specs.ssl import W2VBertSpec
+from mlx_speech.models.ssl.spec import W2VBertSpec
 
 
 def relative_sinusoids(length: int, dim: int) -> np.ndarray:

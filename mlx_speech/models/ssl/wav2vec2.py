@@ -1,6 +1,6 @@
 """WavLM, HuBERT and wav2vec 2.0 encoders in MLX (one module tree, three attention flavours).
 
-Layout (names are ours; :mod:`convert.ssl_hf` holds the flat rename list from transformers)::
+Layout (names are ours; :mod:`mlx_speech.models.ssl.hf` holds the flat rename list from transformers)::
 
     feature_extractor.conv_layers.N.{conv, norm}     waveform -> 50 Hz conv features
     feature_projection.{layer_norm, projection}      -> hidden_size
@@ -50,7 +50,7 @@ from mlx_speech.models.ssl.base import SSLFeatures
 from mlx_speech.models.ssl.frontend import (FeatureEncoder, FeatureProjection,
                                             PositionalConvEmbedding, activation)
 from mlx_speech.models.ssl.wavlm import WavLMAttention
-from mlx_speech.specs.ssl import Wav2Vec2Spec
+from mlx_speech.models.ssl.spec import Wav2Vec2Spec
 
 
 class EncoderLayer(nn.Module):

@@ -1,0 +1,99 @@
+"""Intelligibility of a voice: pocketsphinx WER of our synthesis vs the teacher's own audio.
+
+pocketsphinx (PyPI, ships an English model) is a crude recogniser: use it for relative
+comparison only (ours vs the teacher on the same held-out sentences).
+
+    python -m mlx_speech.eval.tts --teacher-dir data/heldout_slt [--voice en_slt]
+
+``--teacher-dir`` is a corpus made from ``mlx_speech/assets/tts/heldout_en.txt`` (sentences
+never used in training), e.g. by ``mlx_speech.train.tasks_tts.single_voice_corpus``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlx_speech.audio.io import load, resample
+from mlx_speech.errors import UserError
+from mlx_speech.text import normalize_en
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", normalize_en(text).lower().replace("-", " "))
+
+
+def wer(ref: list[str], hyp: list[str]) -> tuple[int, int]:
+    """(edit distance in words, reference length)."""
+    d = np.arange(len(hyp) + 1)
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d.copy(), i
+        for j, h in enumerate(hyp, 1):
+            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (r != h))
+    return int(d[len(hyp)]), len(ref)
+
+
+class Recognizer:
+    def __init__(self) -> None:
+        try:
+            from pocketsphinx import Decoder  # noqa: PLC0415
+        except ImportError as exc:
+            raise UserError("WER needs pocketsphinx: pip install 'mlx-speech[eval]'") from exc
+        self._decoder = Decoder(samprate=16000, logfn="/dev/null")
+
+    def __call__(self, wav: np.ndarray, sr: int) -> str:
+        x = resample(wav.astype(np.float32), sr, 16000) if sr != 16000 else wav
+        pcm = (np.clip(x, -1, 1) * 32767).astype(np.int16).tobytes()
+        d = self._decoder
+        d.start_utt()
+        d.process_raw(pcm, full_utt=True)
+        d.end_utt()
+        return d.hyp().hypstr if d.hyp() is not None else ""
+
+
+def evaluate(voice: str | None, teacher_dir: str | Path, vocoder: str = "griffin-lim") -> dict[str, Any]:
+    from mlx_speech.data.manifest import read_manifest  # noqa: PLC0415
+    from mlx_speech.pipelines.synth import Synthesizer  # noqa: PLC0415
+
+    items = read_manifest(Path(teacher_dir) / "manifest.jsonl")
+    asr = Recognizer()
+    syn = Synthesizer(voice, vocoder=vocoder)
+    errs = {"ours": 0, "teacher": 0}
+    n_words, rows, synth_s, audio_s = 0, [], 0.0, 0.0
+    for it in items:
+        ref = words(it.text)
+        t0 = time.perf_counter()
+        ours = syn.synthesize(it.text)
+        synth_s += time.perf_counter() - t0
+        audio_s += len(ours) / syn.sample_rate
+        teacher, sr = load(it.path)
+        hyp_o, hyp_t = asr(ours, syn.sample_rate), asr(teacher, sr)
+        e_o, n = wer(ref, hyp_o.lower().split())
+        e_t, _ = wer(ref, hyp_t.lower().split())
+        errs["ours"] += e_o
+        errs["teacher"] += e_t
+        n_words += n
+        rows.append({"text": it.text, "ours": hyp_o, "teacher": hyp_t})
+    return {"sentences": len(items), "words": n_words,
+            "wer_ours": round(errs["ours"] / n_words, 4), "wer_teacher": round(errs["teacher"] / n_words, 4),
+            "voice": syn.voice_dir.name, "vocoder": vocoder, "synth_rtf": round(synth_s / audio_s, 4),
+            "transcripts": rows}
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--teacher-dir", required=True)
+    p.add_argument("--voice", default=None)
+    p.add_argument("--vocoder", default="griffin-lim")
+    p.add_argument("--out", default=None, help="Write the full JSON (with transcripts) here.")
+    a = p.parse_args()
+    res = evaluate(a.voice, a.teacher_dir, a.vocoder)
+    if a.out:
+        Path(a.out).write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({k: v for k, v in res.items() if k != "transcripts"}, indent=2))

@@ -1,0 +1,18 @@
+"""Text-to-speech acoustic model: FastSpeech2-style with a learned aligner (``spec.py``,
+``fastspeech.py``; torch_ref mirrors under ``torch_ref/models/tts/``), and the voice folder
+format (``voice.py``). Synthesis glue is :mod:`mlx_speech.pipelines.synth`; alignment losses
+are :mod:`mlx_speech.train.tts_align`. Registration only; no framework imported.
+"""
+
+from mlx_speech.registry import Format, register_family
+
+register_family(
+    "tts",
+    summary="FastSpeech2-style TTS acoustic model with learned alignment; voice folders",
+    models={"fastspeech2": {"spec": "mlx_speech.models.tts.spec:FastSpeechSpec",
+                            "mlx": "mlx_speech.models.tts.fastspeech:build_fastspeech",
+                            "torch": "torch_ref.models.tts.fastspeech:build_fastspeech"}},
+    formats=(Format("voice folder", detect="mlx_speech.models.tts.voice:recognise",
+                    mlx="mlx_speech.models.tts.voice:load_voice",
+                    torch="torch_ref.models.tts.voice:load_voice_torch"),),
+)
