@@ -268,7 +268,7 @@ def data_synth_corpus(langs: str, n: int, out_dir: Path, sr: int, workers: int, 
 @click.option("--hifigan", "hifigan_path", type=click.Path(path_type=Path), default=None,
               help="HiFi-GAN generator: official g_XXXXXXXX (config.json beside it) or tagged .safetensors.")
 @click.option("--gl-iters", type=click.IntRange(1, 1000), default=12, show_default=True,
-              help="Griffin-Lim iterations (from PGHI start phases; = mlx_speech.models.tts.GL_ITERS).")
+              help="Griffin-Lim iterations (from PGHI start phases; = mlx_speech.pipelines.synth.GL_ITERS).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def synth(text: str | None, text_file: Path | None, output: Path, voice: str, weights: Path | None,
           speaker: int, speed: float, pitch: float, vocoder: str, hifigan_path: Path | None,
@@ -276,7 +276,7 @@ def synth(text: str | None, text_file: Path | None, output: Path, voice: str, we
     """Speak TEXT (or --file) into a WAV with a TTS voice (the bundled English voice by default)."""
     import time  # noqa: PLC0415
 
-    from mlx_speech.models.tts import SynthError, Synthesizer  # noqa: PLC0415
+    from mlx_speech.pipelines.synth import SynthError, Synthesizer  # noqa: PLC0415
 
     if (text is None) == (text_file is None):
         raise SynthError("give the text either as an argument or with --file, not both or neither")
@@ -305,12 +305,31 @@ def synth(text: str | None, text_file: Path | None, output: Path, voice: str, we
 
 @cli.group(cls=_Group, name="codec")
 def codec_group() -> None:
-    """Neural audio codecs (Mimi): audio <-> codes files."""
+    """Neural audio codecs (mimi, mimi9, ...): audio <-> codes files."""
 
 
-_CODEC_MODELS = click.Choice(["mimi"])
-_WEIGHTS_HELP = ("Codec weights: an mlx-speech checkpoint, a moshi Mimi .safetensors, or a "
-                 "transformers Mimi folder (config.json + model.safetensors).")
+class _Registered(click.Choice):
+    """A choice among registry names, read when the CLI parses (not when it is imported)."""
+
+    def __init__(self, names: str) -> None:
+        self._names = names
+        super().__init__([])
+
+    @property
+    def choices(self) -> list[str]:  # type: ignore[override]
+        from mlx_speech import registry  # noqa: PLC0415
+
+        return getattr(registry, self._names)()
+
+    @choices.setter
+    def choices(self, _: Any) -> None:
+        pass
+
+
+_CODEC_MODELS = _Registered("codec_names")
+_WEIGHTS_HELP = ("Codec weights: an mlx-speech checkpoint or folder, a moshi Mimi .safetensors, or "
+                 "a transformers Mimi folder (config.json + model.safetensors).")
+_CODEBOOKS_HELP = "Codebooks to use (Mimi: 1..32, default 8; mimi9: 1..9, default 9)."
 
 
 def _notice(msg: str) -> None:
@@ -323,14 +342,13 @@ def _notice(msg: str) -> None:
               help="Codes file to write (.safetensors).")
 @click.option("--model", "model_name", type=_CODEC_MODELS, default="mimi", show_default=True)
 @click.option("--weights", type=click.Path(path_type=Path), required=True, help=_WEIGHTS_HELP)
-@click.option("--num-codebooks", "-n", type=click.IntRange(1, 32), default=None,
-              help="Codebooks to keep (Mimi: 1..32; default 8).")
+@click.option("--num-codebooks", "-n", type=click.IntRange(1), default=None, help=_CODEBOOKS_HELP)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def codec_encode(src: Path, dst: Path, model_name: str, weights: Path, num_codebooks: int | None,
                  no_progress: bool, as_json: bool) -> None:
     """Encode the audio file SRC to a codes file (resampled to the codec's rate if needed)."""
-    from mlx_speech.models.mimi_codec import encode_file  # noqa: PLC0415
+    from mlx_speech.pipelines.codec import encode_file  # noqa: PLC0415
 
     _emit(encode_file(src, dst, model_name=model_name, weights=weights,
                       num_codebooks=num_codebooks, progress=not (no_progress or as_json),
@@ -348,7 +366,7 @@ def codec_encode(src: Path, dst: Path, model_name: str, weights: Path, num_codeb
 def codec_decode(src: Path, dst: Path, model_name: str, weights: Path, no_progress: bool,
                  as_json: bool) -> None:
     """Decode the codes file SRC to audio at the codec's sample rate."""
-    from mlx_speech.models.mimi_codec import decode_file  # noqa: PLC0415
+    from mlx_speech.pipelines.codec import decode_file  # noqa: PLC0415
 
     _emit(decode_file(src, dst, model_name=model_name, weights=weights,
                       progress=not (no_progress or as_json)), as_json)
@@ -360,14 +378,13 @@ def codec_decode(src: Path, dst: Path, model_name: str, weights: Path, no_progre
               help="Also write the decoded audio here.")
 @click.option("--model", "model_name", type=_CODEC_MODELS, default="mimi", show_default=True)
 @click.option("--weights", type=click.Path(path_type=Path), required=True, help=_WEIGHTS_HELP)
-@click.option("--num-codebooks", "-n", type=click.IntRange(1, 32), default=None,
-              help="Codebooks to use (Mimi: 1..32; default 8).")
+@click.option("--num-codebooks", "-n", type=click.IntRange(1), default=None, help=_CODEBOOKS_HELP)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def codec_roundtrip(src: Path, dst: Path | None, model_name: str, weights: Path,
                     num_codebooks: int | None, no_progress: bool, as_json: bool) -> None:
     """Encode and decode SRC; print SNR, mel distance and PESQ / STOI (where installed)."""
-    from mlx_speech.models.mimi_codec import roundtrip_file  # noqa: PLC0415
+    from mlx_speech.pipelines.codec import roundtrip_file  # noqa: PLC0415
 
     _emit(roundtrip_file(src, dst, model_name=model_name, weights=weights,
                          num_codebooks=num_codebooks, progress=not (no_progress or as_json),
@@ -393,7 +410,7 @@ def features(input_path: Path, family: str, weights: Path, layers: tuple[int, ..
     import numpy as np  # noqa: PLC0415
 
     from mlx_speech.audio.io import load  # noqa: PLC0415
-    from mlx_speech.models.ssl import load_ssl  # noqa: PLC0415
+    from mlx_speech.models.ssl.load import load_ssl  # noqa: PLC0415
     from mlx_speech.utils.atomic import atomic_path  # noqa: PLC0415
 
     if output.suffix != ".npy":
@@ -440,8 +457,8 @@ def eval_mimi9(weights: Path, manifest: Path, qwen: Path | None, wavlm: Path | N
                qwen_layer: int, wavlm_layer: int, max_items: int | None, json_out: Path | None) -> None:
     """Per-head codebook usage, distillation cosine similarity and reconstruction (SNR, mel
     distance, PESQ) of a 9-codebook Mimi."""
-    from mlx_speech.models.mimi9_eval import evaluate, format_table  # noqa: PLC0415
-    from mlx_speech.specs.mimi9_train import QwenTeacherSpec, WavLMTeacherSpec  # noqa: PLC0415
+    from mlx_speech.eval.mimi9 import evaluate, format_table  # noqa: PLC0415
+    from mlx_speech.models.mimi9.train_spec import QwenTeacherSpec, WavLMTeacherSpec  # noqa: PLC0415
     from mlx_speech.utils.atomic import atomic_write_text  # noqa: PLC0415
 
     report = evaluate(weights, manifest, max_items=max_items,

@@ -117,8 +117,13 @@ def read_moshi_raw(weights: Path) -> dict[str, Any]:
 
 
 def recognise(path: str | Path) -> bool:
-    """True for Mimi weights in any supported format (used by :func:`mlx_speech.load`)."""
+    """True for Mimi weights in any supported format (used by :func:`mlx_speech.load`); a
+    transformers folder must say ``model_type: mimi`` (other encoders share its key names)."""
     try:
-        return detect_format(path) in FORMATS
+        fmt = detect_format(path)
+        if fmt == "transformers":
+            _, config = resolve_mimi_path(path)
+            return config is not None and read_hf_config(config).get("model_type") == "mimi"
+        return fmt in FORMATS
     except CheckpointError:
         return False

@@ -1,0 +1,165 @@
+"""File-level codec work behind ``mlx-speech codec encode / decode / roundtrip`` (MLX).
+
+Long files are processed in chunks of ``CHUNK_FRAMES`` codec frames through the streaming
+calls (``encode_step`` / ``decode_step``): memory stays bounded, a progress bar can follow, and
+the result equals one batch call (both paths are causal; ``tests/test_mimi_model.py`` checks the
+streaming equality). Audio at another sample rate is resampled (soxr HQ) and multi-channel
+audio is mixed to mono, each with a one-line notice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlx_speech.errors import CodesError, SpecError, UserError
+from mlx_speech.io.codes import CodesFile, check_compatible, load_codes, save_codes
+
+CHUNK_FRAMES = 125  # frames per streaming step (10 s of a 12.5 Hz codec)
+
+
+def load_codec(model: str, weights: str | Path, *, num_codebooks: int | None = None) -> Any:
+    """The MLX codec ``model`` (a registered codec family) with the weights at ``weights``,
+    in any format :func:`mlx_speech.load` recognises for that family."""
+    import mlx_speech  # noqa: PLC0415
+    from mlx_speech.registry import get_codec  # noqa: PLC0415
+
+    try:
+        info = get_codec(model)
+    except SpecError as exc:
+        raise UserError(str(exc)) from None
+    if num_codebooks is not None and not 1 <= num_codebooks <= info.max_codebooks:
+        raise UserError(f"{model} uses 1..{info.max_codebooks} codebooks, got {num_codebooks}")
+    return mlx_speech.load(weights, family=model, num_codebooks=num_codebooks)
+
+
+def read_audio(path: str | Path, sample_rate: int,
+               notice: Callable[[str], None] = lambda _: None) -> np.ndarray:
+    """Mono float32 ``(T,)`` at ``sample_rate`` (resampled / mixed down with a notice)."""
+    from mlx_speech.audio.io import load, resample  # noqa: PLC0415
+
+    wav, sr = load(path, sr=None, mono=False)
+    if wav.shape[0] > 1:
+        notice(f"note: mixing {wav.shape[0]} channels of {path} down to mono")
+    wav = wav.mean(axis=0).astype(np.float32)
+    if sr != sample_rate:
+        notice(f"note: resampling {path} from {sr} Hz to {sample_rate} Hz")
+        wav = resample(wav, sr, sample_rate)
+    return wav
+
+
+def _bar(total: float, progress: bool, desc: str) -> Any:
+    from tqdm import tqdm  # noqa: PLC0415
+
+    return tqdm(total=round(total, 2), unit="s", desc=desc, disable=not progress, leave=False,
+                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
+
+
+def encode_wav(model: Any, wav: np.ndarray, *, num_codebooks: int | None = None,
+               progress: bool = False) -> np.ndarray:
+    """Codes ``(1, K, F)`` int32 of mono ``wav (T,)`` at the model's rate (chunked)."""
+    import mlx.core as mx  # noqa: PLC0415
+
+    if wav.size == 0:
+        raise UserError("cannot encode empty audio")
+    step = CHUNK_FRAMES * model.frame_size
+    parts = []
+    model.reset_state()
+    with _bar(wav.size / model.sample_rate, progress, "encode") as bar:
+        for start in range(0, wav.size, step):
+            chunk = mx.array(wav[None, start:start + step])
+            codes = model.encode_step(chunk, num_codebooks=num_codebooks,
+                                      final=start + step >= wav.size)
+            parts.append(np.array(codes))
+            bar.update(chunk.shape[1] / model.sample_rate)
+    model.reset_state()
+    return np.concatenate(parts, axis=2)
+
+
+def decode_codes(model: Any, codes: np.ndarray, *, num_samples: int | None = None,
+                 progress: bool = False) -> np.ndarray:
+    """Mono waveform ``(T,)`` of codes ``(1, K, F)`` (chunked), trimmed to ``num_samples``."""
+    import mlx.core as mx  # noqa: PLC0415
+
+    if codes.ndim != 3 or codes.shape[0] != 1:
+        raise CodesError(f"expected codes of one stream (1, K, F), got shape {codes.shape}")
+    parts = []
+    model.reset_state()
+    with _bar(codes.shape[2] / model.frame_rate, progress, "decode") as bar:
+        for start in range(0, codes.shape[2], CHUNK_FRAMES):
+            chunk = mx.array(codes[:, :, start:start + CHUNK_FRAMES].astype(np.int32))
+            parts.append(np.array(model.decode_step(chunk))[0])
+            bar.update(chunk.shape[2] / model.frame_rate)
+    model.reset_state()
+    wav = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return wav[:num_samples] if num_samples is not None else wav
+
+
+def encode_file(src: str | Path, dst: str | Path, *, model_name: str, weights: str | Path,
+                num_codebooks: int | None = None, progress: bool = False,
+                notice: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Encode an audio file to a codes file; returns a summary."""
+    model = load_codec(model_name, weights, num_codebooks=num_codebooks)
+    wav = read_audio(src, model.sample_rate, notice)
+    codes = encode_wav(model, wav, progress=progress)
+    save_codes(dst, codes, model=model_name, sample_rate=model.sample_rate,
+               frame_rate=model.frame_rate, codebook_size=model.codebook_size,
+               num_samples=wav.size, source=Path(src).name)
+    return {"codes": str(dst), "model": model_name, "num_codebooks": int(codes.shape[1]),
+            "frames": int(codes.shape[2]), "frame_rate": model.frame_rate,
+            "seconds": round(wav.size / model.sample_rate, 3),
+            "kbps": round(codes.shape[1] * np.log2(model.codebook_size) * model.frame_rate / 1000, 3)}
+
+
+def decode_file(src: str | Path, dst: str | Path, *, model_name: str, weights: str | Path,
+                progress: bool = False) -> dict[str, Any]:
+    """Decode a codes file to audio (at the codec's rate); returns a summary."""
+    from mlx_speech.audio.io import save  # noqa: PLC0415
+
+    codes: CodesFile = load_codes(src)
+    model = load_codec(model_name, weights)
+    check_compatible(codes, model=model_name, sample_rate=model.sample_rate,
+                     frame_rate=model.frame_rate, codebook_size=model.codebook_size,
+                     total_codebooks=model.total_codebooks, where=str(src))
+    wav = decode_codes(model, codes.codes, num_samples=codes.num_samples, progress=progress)
+    save(dst, wav, model.sample_rate)
+    return {"audio": str(dst), "model": model_name, "num_codebooks": codes.num_codebooks,
+            "seconds": round(wav.size / model.sample_rate, 3), "sample_rate": model.sample_rate}
+
+
+def roundtrip_metrics(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> dict[str, Any]:
+    """SNR (dB), mel distance, and PESQ / STOI where their packages are installed."""
+    from mlx_speech.audio import metrics  # noqa: PLC0415
+
+    out: dict[str, Any] = {"snr_db": round(float(metrics.snr(ref, est)), 3),
+                           "mel_distance": round(float(metrics.mel_distance(
+                               ref, est, sample_rate=sample_rate)), 4)}
+    for name, fn in (("pesq", metrics.pesq_score), ("stoi", metrics.stoi_score)):
+        try:
+            out[name] = round(float(fn(ref, est, sample_rate)), 3)
+        except UserError as exc:
+            out[name] = f"unavailable ({str(exc).splitlines()[0]})"
+    return out
+
+
+def roundtrip_file(src: str | Path, dst: str | Path | None, *, model_name: str,
+                   weights: str | Path, num_codebooks: int | None = None,
+                   progress: bool = False,
+                   notice: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Encode + decode an audio file, optionally save the result, and score it."""
+    from mlx_speech.audio.io import save  # noqa: PLC0415
+
+    model = load_codec(model_name, weights, num_codebooks=num_codebooks)
+    wav = read_audio(src, model.sample_rate, notice)
+    codes = encode_wav(model, wav, progress=progress)
+    out = decode_codes(model, codes, num_samples=wav.size, progress=progress)
+    summary: dict[str, Any] = {"model": model_name, "num_codebooks": int(codes.shape[1]),
+                               "seconds": round(wav.size / model.sample_rate, 3)}
+    if dst is not None:
+        save(dst, out, model.sample_rate)
+        summary["audio"] = str(dst)
+    summary.update(roundtrip_metrics(wav, out, model.sample_rate))
+    return summary
