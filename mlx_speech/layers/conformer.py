@@ -36,6 +36,7 @@ from mlx_speech.layers.attention import MultiHeadAttention
 from mlx_speech.layers.conv import Conv1d
 from mlx_speech.layers.kv_cache import KVCache
 from mlx_speech.layers.norms import LayerNorm, LayerScale
+from mlx_speech.utils.streaming import Streaming
 
 
 def _check_positive(name: str, value: int) -> None:
@@ -63,7 +64,7 @@ class ConformerFeedForward(nn.Module):
         return self.linear2(h)
 
 
-class ConformerConvModule(nn.Module):
+class ConformerConvModule(Streaming, nn.Module):
     """The Conformer convolution module, ``(B, T, D) -> (B, T, D)`` (no residual).
 
     ``causal=True`` pads the depthwise convolution on the left only (``kernel_size - 1``
@@ -110,11 +111,8 @@ class ConformerConvModule(nn.Module):
             raise ValueError("conformer: streaming step() needs causal=True")
         return self._post(self.depthwise.step(self._pre(x)))
 
-    def reset_state(self) -> None:
-        self.depthwise.reset_state()
 
-
-class ConformerBlock(nn.Module):
+class ConformerBlock(Streaming, nn.Module):
     """One Conformer block, ``(B, T, D) -> (B, T, D)``; see the module docstring.
 
     Args:
@@ -168,9 +166,6 @@ class ConformerBlock(nn.Module):
         self.reset_state()
         return self.self_attn.make_cache()
 
-    def reset_state(self) -> None:
-        self.conv.reset_state()
-
     def _forward(self, x: mx.array, cache: KVCache | None, mask: mx.array | None) -> mx.array:
         x = x + 0.5 * self._branch(self.ffn1(x), "ffn1")
         x = x + self._branch(self.self_attn(self.norm_attn(x), cache=cache, mask=mask), "attn")
@@ -193,7 +188,7 @@ class ConformerBlock(nn.Module):
         return self._forward(x, cache, None)
 
 
-class Conformer(nn.Module):
+class Conformer(Streaming, nn.Module):
     """A stack of :class:`ConformerBlock` (``layers.N``), ``(B, T, D) -> (B, T, D)``.
 
     Arguments are those of :class:`ConformerBlock` plus ``num_layers``.
@@ -220,10 +215,6 @@ class Conformer(nn.Module):
     def make_cache(self) -> list[KVCache]:
         """One KV cache per block; also resets every convolution's streaming buffer."""
         return [layer.make_cache() for layer in self.layers]
-
-    def reset_state(self) -> None:
-        for layer in self.layers:
-            layer.reset_state()
 
     def __call__(self, x: mx.array, mask: mx.array | None = None) -> mx.array:
         """Full pass. ``x``: ``(B, T, D)``; ``mask``: ``(B, T)`` bool (True = real frame)."""

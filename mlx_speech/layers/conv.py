@@ -33,6 +33,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlx_speech.errors import SpecError
+from mlx_speech.utils.streaming import Streaming
 from mlx_speech.layers import conv_kernels as ck
 from mlx_speech.layers.conv_kernels import conv_impl, get_conv_impl, set_conv_impl
 
@@ -97,7 +98,7 @@ def _weight_norm(v: mx.array, g: mx.array, axes: tuple[int, ...]) -> mx.array:
     return v * (g / mx.sqrt(mx.sum(v * v, axis=axes, keepdims=True)))
 
 
-class Conv1d(nn.Module):
+class Conv1d(Streaming, nn.Module):
     """1-D convolution, channels-last. ``__call__``: ``(B, T, C_in)`` -> ``(B, T_out, C_out)``."""
 
     PARAM_KINDS = {"weight": "conv1d", "weight_v": "conv1d", "weight_g": "conv1d"}
@@ -192,7 +193,7 @@ class Conv1d(nn.Module):
 
     # --- streaming ------------------------------------------------------------------------------
 
-    def reset_state(self) -> None:
+    def _reset_own_state(self) -> None:
         """Forget the streaming state (the next :meth:`step` starts a new stream)."""
         self._buf = None
         self._raw = None
@@ -235,7 +236,7 @@ class Conv1d(nn.Module):
         return mx.zeros((x.shape[0], 0, self.out_channels), dtype=mx.result_type(x, w))
 
 
-class ConvTranspose1d(nn.Module):
+class ConvTranspose1d(Streaming, nn.Module):
     """Transposed 1-D convolution, channels-last: ``(B, T, C_in)`` -> ``(B, T_out, C_out)``.
 
     ``padding``: ``"causal"`` trims ``K - S`` on the right (moshi, ``T_out = T*S``);
@@ -317,7 +318,7 @@ class ConvTranspose1d(nn.Module):
 
     # --- streaming ------------------------------------------------------------------------------
 
-    def reset_state(self) -> None:
+    def _reset_own_state(self) -> None:
         """Forget the streaming state (the pending overlap tail)."""
         self._tail = None
 

@@ -17,6 +17,7 @@ from torch_ref.layers.attention import MultiHeadAttention
 from torch_ref.layers.conv import Conv1d
 from torch_ref.layers.kv_cache import KVCache
 from torch_ref.layers.norms import LayerNorm, LayerScale
+from mlx_speech.utils.streaming import Streaming
 
 
 def _check_positive(name: str, value: int) -> None:
@@ -44,7 +45,7 @@ class ConformerFeedForward(nn.Module):
         return self.linear2(h)
 
 
-class ConformerConvModule(nn.Module):
+class ConformerConvModule(Streaming, nn.Module):
     """The Conformer convolution module, ``(B, T, D) -> (B, T, D)`` (no residual)."""
 
     def __init__(self, *, dim: int, kernel_size: int = 31, causal: bool = False,
@@ -88,11 +89,8 @@ class ConformerConvModule(nn.Module):
             raise ValueError("conformer: streaming step() needs causal=True")
         return self._post(self.depthwise.step(self._pre(x)))
 
-    def reset_state(self) -> None:
-        self.depthwise.reset_state()
 
-
-class ConformerBlock(nn.Module):
+class ConformerBlock(Streaming, nn.Module):
     """One Conformer block, ``(B, T, D) -> (B, T, D)``.
 
     Args: as ``mlx_speech.layers.conformer.ConformerBlock``.
@@ -136,9 +134,6 @@ class ConformerBlock(nn.Module):
         self.reset_state()
         return self.self_attn.make_cache()
 
-    def reset_state(self) -> None:
-        self.conv.reset_state()
-
     def _forward(self, x: torch.Tensor, cache: KVCache | None,
                  mask: torch.Tensor | None) -> torch.Tensor:
         x = x + 0.5 * self._branch(self.ffn1(x), "ffn1")
@@ -161,7 +156,7 @@ class ConformerBlock(nn.Module):
         return self._forward(x, cache, None)
 
 
-class Conformer(nn.Module):
+class Conformer(Streaming, nn.Module):
     """A stack of :class:`ConformerBlock` (``layers.N``), ``(B, T, D) -> (B, T, D)``."""
 
     def __init__(self, *, num_layers: int, dim: int, num_heads: int, ffn_dim: int,
@@ -185,10 +180,6 @@ class Conformer(nn.Module):
     def make_cache(self) -> list[KVCache]:
         """One KV cache per block; also resets every convolution's streaming buffer."""
         return [layer.make_cache() for layer in self.layers]
-
-    def reset_state(self) -> None:
-        for layer in self.layers:
-            layer.reset_state()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Full pass. ``x``: ``(B, T, D)``; ``mask``: ``(B, T)`` bool (True = real frame)."""

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlx_speech.errors import SpecError
+from mlx_speech.utils.streaming import Streaming
 
 __all__ = ["Conv1d", "ConvTranspose1d", "pad1d"]
 
@@ -114,7 +115,7 @@ class _WeightNormMixin:
             self.weight = nn.Parameter(w)
 
 
-class Conv1d(_WeightNormMixin, nn.Module):
+class Conv1d(Streaming, _WeightNormMixin, nn.Module):
     """1-D convolution: ``(B, C_in, T)`` -> ``(B, C_out, T_out)``."""
 
     # The MLX twin's declared kinds (convert/ reads them from either tree).
@@ -189,7 +190,7 @@ class Conv1d(_WeightNormMixin, nn.Module):
                              f"kernel ({self.effective_kernel_size}) after padding {left}+{right}")
         return self._conv(pad1d(x, left, right, self.pad_mode))
 
-    def reset_state(self) -> None:
+    def _reset_own_state(self) -> None:
         """Forget the streaming state (the next :meth:`step` starts a new stream)."""
         self._buf = None
         self._raw = None
@@ -223,7 +224,7 @@ class Conv1d(_WeightNormMixin, nn.Module):
         return y
 
 
-class ConvTranspose1d(_WeightNormMixin, nn.Module):
+class ConvTranspose1d(Streaming, _WeightNormMixin, nn.Module):
     """Transposed 1-D convolution: ``(B, C_in, T)`` -> ``(B, C_out, T_out)``."""
 
     PARAM_KINDS = {"weight": "conv_transpose1d", "weight_v": "conv_transpose1d",
@@ -280,7 +281,7 @@ class ConvTranspose1d(_WeightNormMixin, nn.Module):
         y = self._full(x, self.bias)  # bias inside the convolution (no pass of its own), then trim
         return y[..., left:y.shape[-1] - right]
 
-    def reset_state(self) -> None:
+    def _reset_own_state(self) -> None:
         """Forget the streaming state (the pending overlap tail)."""
         self._tail = None
 

@@ -41,6 +41,7 @@ from mlx_speech.models.mimi.vq import FrozenCodebooks
 from mlx_speech.quantize.rvq import SplitResidualVQ
 from mlx_speech.models.mimi.spec import MimiSpec
 from mlx_speech.specs.quantize import ema_mimi
+from mlx_speech.utils.streaming import Streaming
 
 
 CPU_CACHE_BYTES = 1 << 30
@@ -55,7 +56,7 @@ def ensure_cpu_cache(limit: int = CPU_CACHE_BYTES) -> None:
         mx.set_cache_limit(previous)
 
 
-class MimiModel(nn.Module):
+class MimiModel(Streaming, nn.Module):
     """The Mimi codec, built from its :class:`MimiSpec` (``quantizer``: another quantizer on the
     same latents; :class:`Mimi9Model` passes its bridge)."""
 
@@ -202,11 +203,9 @@ class MimiModel(nn.Module):
         return self.decode(self.encode(wav, num_codebooks=num_codebooks))[:, :wav.shape[1]]
 
     # -- streaming ---------------------------------------------------------------------------
-    def reset_state(self) -> None:
-        """Start new encode and decode streams (clears conv buffers and KV caches)."""
-        for _, module in self.named_modules():
-            if module is not self and isinstance(module, (Conv1d, ConvTranspose1d)):
-                module.reset_state()
+    def _reset_own_state(self) -> None:
+        """New encode and decode streams: fresh KV caches and sample count. ``reset_state()``
+        (the :class:`Streaming` protocol) also clears every conv buffer in the tree."""
         self._enc_cache = self._stream_cache(self.encoder_transformer)
         self._dec_cache = self._stream_cache(self.decoder_transformer)
         self._samples_in = 0

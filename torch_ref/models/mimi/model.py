@@ -20,9 +20,10 @@ from torch_ref.layers.conv import Conv1d, ConvTranspose1d
 from torch_ref.layers.transformer import Transformer
 from torch_ref.models.mimi.seanet import SEANetDecoder, SEANetEncoder
 from torch_ref.quantize.rvq import SplitResidualVQ
+from mlx_speech.utils.streaming import Streaming
 
 
-class MimiModel(nn.Module):
+class MimiModel(Streaming, nn.Module):
     """The Mimi codec, built from its :class:`MimiSpec` (``quantizer``: another quantizer on the
     same latents; :class:`Mimi9Model` passes its bridge)."""
 
@@ -154,11 +155,9 @@ class MimiModel(nn.Module):
         return self.decode(self.encode(wav, num_codebooks=num_codebooks))[:, :wav.shape[1]]
 
     # -- streaming ---------------------------------------------------------------------------
-    def reset_state(self) -> None:
-        """Start new encode and decode streams (clears conv buffers and KV caches)."""
-        for module in self.modules():
-            if isinstance(module, (Conv1d, ConvTranspose1d)):
-                module.reset_state()
+    def _reset_own_state(self) -> None:
+        """New encode and decode streams: fresh KV caches and sample count. ``reset_state()``
+        (the :class:`Streaming` protocol) also clears every conv buffer in the tree."""
         self._enc_cache = self.encoder_transformer.make_cache()
         self._dec_cache = self.decoder_transformer.make_cache()
         self._samples_in = 0
