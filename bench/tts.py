@@ -136,7 +136,7 @@ def main() -> None:
                                             tgl.griffin_lim(mag_t, n_iter=n_it, init=ini, **frame))
     fns["mlx_synthesize"] = lambda: syn.synthesize(TEXT)
     for name in ([] if a.no_hifigan else ["v1", "v3"]):
-        m, t = build_pair(HiFiGANGenerator, THiFiGAN, **HiFiGANSpec.from_preset(name).to_dict())
+        m, t = build_pair(HiFiGANGenerator, THiFiGAN, spec=HiFiGANSpec.from_preset(name))
         m.remove_weight_norm()
         t.remove_weight_norm()
         fns[f"mlx_hifigan_{name}"] = (lambda m=m: mx.eval(m(mel)))

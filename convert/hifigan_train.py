@@ -130,7 +130,7 @@ def load_original_discriminators(path: str | Path, *, backend: str = "mlx",
 
         from torch_ref.train.discriminators import HiFiGANDiscriminator  # noqa: PLC0415
 
-        model = HiFiGANDiscriminator(spec=spec)
+        model = HiFiGANDiscriminator(spec)
         own = model.state_dict()
         _check(path, state, {k: tuple(v.shape) for k, v in own.items()})
         model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()})

@@ -24,7 +24,7 @@ def _pair(spec):
     from mlx_speech.models.hifigan.model import HiFiGANGenerator
     from torch_ref.models.hifigan.model import HiFiGANGenerator as T
 
-    return build_pair(HiFiGANGenerator, T, **spec.to_dict())
+    return build_pair(HiFiGANGenerator, T, spec=spec)
 
 
 @pytest.mark.parametrize("name", list(SPECS))

@@ -98,7 +98,7 @@ def test_official_hifigan_generator(tmp_path):
 
     spec = HiFiGANSpec.from_preset("v1").replace(upsample_initial_channel=32)
     torch.manual_seed(0)
-    gen = HiFiGANGenerator.from_spec(spec).eval()
+    gen = HiFiGANGenerator(spec).eval()
     save_official_generator(tmp_path / "g_00000000", gen)
     config = {("num_mels" if k == "n_mels" else k): v for k, v in spec.to_dict().items()
               if k != "weight_norm"}

@@ -455,7 +455,7 @@ def test_gan_spec_and_groups(corpus, tmp_path):
     assert task.loss.gan and task.loss.feature_matching > 0
     assert task.discriminator == HiFiGANDiscriminatorSpec()  # the block restates the paper's
     model = Mimi9GAN(generator=build_mimi9(Mimi9Spec.from_preset("mimi9_tiny")),
-                     discriminator=HiFiGANDiscriminator.from_spec(HiFiGANDiscriminatorSpec(**TEST_DISC)))
+                     discriminator=HiFiGANDiscriminator(HiFiGANDiscriminatorSpec(**TEST_DISC)))
     names = [k for k, _ in tree_flatten(model.trainable_parameters()) if not k.startswith("discriminator.")]
     groups = {g.name: g for g in resolve_groups(names, spec.optimizer)}
     assert set(groups) == {"frozen", "heads", "acoustic"}

@@ -85,7 +85,7 @@ def test_forward_sum_loss_trains_the_aligner():
     spec = FastSpeechSpec(dim=32, num_heads=2, encoder_layers=1, decoder_layers=1, ffn_dim=32, ffn_kernel=3,
                           predictor_dim=16, aligner_dim=16, n_mels=8)
     mx.random.seed(0)
-    m = FastSpeech2(**spec.to_dict())
+    m = FastSpeech2(spec)
     rng = np.random.default_rng(5)
     ids = np.array([[1, 4, 5, 6, 7, 1]], np.int32)
     d = np.array([2, 3, 2, 4, 3, 2])

@@ -21,7 +21,7 @@ def _pair():
     from torch_ref.models.tts.fastspeech import FastSpeech2 as TFastSpeech2
 
     return build_pair(FastSpeech2, TFastSpeech2, randomize=lambda m: randomize_all(m, scale=0.2),
-                      **SPEC.to_dict())
+                      spec=SPEC)
 
 
 def _batch(rng):
@@ -67,7 +67,7 @@ def test_speed_control_changes_length():
     from mlx_speech.models.tts.fastspeech import FastSpeech2
 
     mx.random.seed(0)
-    m = FastSpeech2(**SPEC.to_dict())
+    m = FastSpeech2(SPEC)
     m.duration_predictor.proj.bias = mx.array([2.0])  # ~6 frames per phone
     ids = mx.array([[1, 5, 6, 7, 8, 1]])
     n1 = m.synthesize(ids, speed=1.0)[0].shape[1]
@@ -84,7 +84,7 @@ def test_training_steps_reduce_loss():
     from mlx_speech.models.tts.fastspeech import FastSpeech2
 
     mx.random.seed(0)
-    m = FastSpeech2(**SPEC.to_dict())
+    m = FastSpeech2(SPEC)
     args = [mx.array(a) for a in _batch(np.random.default_rng(3))]
     target = mx.array(np.random.default_rng(4).standard_normal((2, 15, SPEC.n_mels)).astype(np.float32))
 

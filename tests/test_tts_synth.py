@@ -110,7 +110,7 @@ def test_cli_synth_with_official_hifigan_checkpoint(tmp_path):
 
     spec = HiFiGANSpec.from_preset("tiny")
     torch.manual_seed(0)
-    save_official_generator(tmp_path / "g_00000001", HiFiGANGenerator.from_spec(spec))
+    save_official_generator(tmp_path / "g_00000001", HiFiGANGenerator(spec))
     (tmp_path / "config.json").write_text(json.dumps({**spec.to_dict(), "num_mels": 80, "sampling_rate": 22050}))
     out = tmp_path / "h.wav"
     r = CliRunner().invoke(cli, ["synth", "Good morning.", "-o", str(out), "--vocoder", "hifigan",

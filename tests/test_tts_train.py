@@ -188,7 +188,7 @@ def test_learned_alignment_first_step_parity(tmp_path, ljspeech_dir):
     r = TTSRecipeSpec.from_yaml(_learned_recipe(tmp_path, ljspeech_dir))
     feats = M.prepare_text_features(read_ljspeech(ljspeech_dir), progress=False)
     stats = M.feature_stats(feats)
-    m, t = build_pair(FastSpeech2, TFastSpeech2, seed=3, **r.model.to_dict())
+    m, t = build_pair(FastSpeech2, TFastSpeech2, seed=3, spec=r.model)
     nb_m = M.step_batch(feats, [0, 2], stats, r, 0, M.mlx_log_attention_fn(m, 0))
     nb_t = M.step_batch(feats, [0, 2], stats, r, 0, T.torch_log_attention_fn(t, 0))
     np.testing.assert_array_equal(nb_m["durations"], nb_t["durations"])

@@ -110,7 +110,7 @@ class Mimi9Task(Mimi9Base):
         fix_codebooks(model, keep_heads=tuple(self.spec.ema_heads), decay=self.spec.ema_decay)
         if not self.gan:
             return model
-        disc = HiFiGANDiscriminator.from_spec(self.spec.discriminator)
+        disc = HiFiGANDiscriminator(self.spec.discriminator)
         mx.eval(disc.parameters())
         return Mimi9GAN(generator=model, discriminator=disc)
 

@@ -408,7 +408,7 @@ def train_voice(recipe_path: str | os.PathLike, *, steps: int | None = None,
     else:
         mx.random.seed(r.seed)
         rng = np.random.default_rng(r.seed)
-        model = FastSpeech2.from_spec(spec)
+        model = FastSpeech2(spec)
         align_fn = mlx_log_attention_fn(model, lang) if r.alignment == "learned" else None
         order = np.argsort([len(m) for m in feats["mel"]])
         batches = [list(order[i:i + r.batch_size]) for i in range(0, len(order), r.batch_size)]

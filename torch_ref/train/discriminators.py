@@ -127,16 +127,12 @@ class MultiScaleDiscriminator(nn.Module):
 class HiFiGANDiscriminator(nn.Module):
     """MPD + MSD: ``wav (B, T)`` -> ``(scores, features)``, MPD's entries first."""
 
-    def __init__(self, *, spec: HiFiGANDiscriminatorSpec) -> None:
+    def __init__(self, spec: HiFiGANDiscriminatorSpec) -> None:
         super().__init__()
         self.mpd = MultiPeriodDiscriminator(periods=spec.periods, channels=spec.mpd_channels,
                                             kernel_size=spec.mpd_kernel, stride=spec.mpd_stride)
         self.msd = MultiScaleDiscriminator(scales=spec.msd_scales, channels=spec.msd_channels,
                                            groups=spec.msd_groups)
-
-    @classmethod
-    def from_spec(cls, spec: HiFiGANDiscriminatorSpec) -> HiFiGANDiscriminator:
-        return cls(spec=spec)
 
     def forward(self, wav: torch.Tensor) -> tuple[Scores, Features]:
         _check_wav(wav, "HiFiGANDiscriminator")
@@ -146,4 +142,4 @@ class HiFiGANDiscriminator(nn.Module):
 
 
 def build_hifigan_discriminator(spec: HiFiGANDiscriminatorSpec | None = None) -> HiFiGANDiscriminator:
-    return HiFiGANDiscriminator.from_spec(spec or HiFiGANDiscriminatorSpec())
+    return HiFiGANDiscriminator(spec or HiFiGANDiscriminatorSpec())

@@ -32,8 +32,8 @@ def _halves(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class HiFiGANTask(HiFiGANTaskBase):
     def build(self) -> nn.Module:
         s = self.spec
-        return HiFiGAN(generator=HiFiGANGenerator.from_spec(s.generator_spec()),
-                       discriminator=HiFiGANDiscriminator.from_spec(s.discriminator))
+        return HiFiGAN(generator=HiFiGANGenerator(s.generator_spec()),
+                       discriminator=HiFiGANDiscriminator(s.discriminator))
 
     def features(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(waveform (B, segment), generator input mel (B, segment / hop, n_mels))``."""

@@ -78,7 +78,7 @@ def train_acoustic(feats: dict[str, Any], stats: dict[str, float], spec: Any, re
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
-    model = FastSpeech2.from_spec(spec).to(dev)
+    model = FastSpeech2(spec).to(dev)
     align_fn = torch_log_attention_fn(model, language) if recipe.alignment == "learned" else None
     order = np.argsort([len(m) for m in feats["mel"]])
     batches = [list(order[i:i + recipe.batch_size]) for i in range(0, len(order), recipe.batch_size)]

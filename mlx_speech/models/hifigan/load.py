@@ -22,7 +22,7 @@ def load_official_generator(path: str | Path, spec: HiFiGANSpec | None = None, *
     state = official_state(path)
     weight_norm = any(k.endswith(".weight_g") for k in state)
     spec = (spec or HiFiGANSpec()).replace(weight_norm=weight_norm)
-    model = HiFiGANGenerator.from_spec(spec)
+    model = HiFiGANGenerator(spec)
     kinds = param_kinds(model)
     own = flatten_tree(model.parameters())
     check_state(state, own, where=str(path), what="the HiFi-GAN spec", shapes=False)

@@ -52,33 +52,29 @@ class ResBlock2(nn.Module):
 
 
 class HiFiGANGenerator(nn.Module):
-    """See the module docstring; arguments are the :class:`HiFiGANSpec` fields."""
+    """See the module docstring; built as ``HiFiGANGenerator(spec)`` from a :class:`HiFiGANSpec`."""
 
-    def __init__(self, *, n_mels: int, upsample_rates: list[int], upsample_kernel_sizes: list[int],
-                 upsample_initial_channel: int, resblock: str, resblock_kernel_sizes: list[int],
-                 resblock_dilation_sizes: list[list[int]], weight_norm: bool = True) -> None:
+    def __init__(self, spec: HiFiGANSpec) -> None:
         super().__init__()
-        self.num_kernels = len(resblock_kernel_sizes)
+        spec.validate()
+        self.spec = spec
+        self.num_kernels = len(spec.resblock_kernel_sizes)
         self.hop_length = 1
-        for r in upsample_rates:
+        for r in spec.upsample_rates:
             self.hop_length *= r
-        C = upsample_initial_channel
-        self.conv_pre = Conv1d(in_channels=n_mels, out_channels=C, kernel_size=7, padding=3,
-                               weight_norm=weight_norm)
+        C = spec.upsample_initial_channel
+        self.conv_pre = Conv1d(in_channels=spec.n_mels, out_channels=C, kernel_size=7, padding=3,
+                               weight_norm=spec.weight_norm)
         self.ups = [ConvTranspose1d(in_channels=C // 2**i, out_channels=C // 2**(i + 1), kernel_size=k,
-                                    stride=u, padding=(k - u) // 2, weight_norm=weight_norm)
-                    for i, (u, k) in enumerate(zip(upsample_rates, upsample_kernel_sizes))]
-        block = ResBlock1 if resblock == "1" else ResBlock2
+                                    stride=u, padding=(k - u) // 2, weight_norm=spec.weight_norm)
+                    for i, (u, k) in enumerate(zip(spec.upsample_rates, spec.upsample_kernel_sizes))]
+        block = ResBlock1 if spec.resblock == "1" else ResBlock2
         self.resblocks = [block(channels=C // 2**(i + 1), kernel_size=k, dilations=list(d),
-                                weight_norm=weight_norm)
+                                weight_norm=spec.weight_norm)
                           for i in range(len(self.ups))
-                          for k, d in zip(resblock_kernel_sizes, resblock_dilation_sizes)]
+                          for k, d in zip(spec.resblock_kernel_sizes, spec.resblock_dilation_sizes)]
         self.conv_post = Conv1d(in_channels=C // 2**len(self.ups), out_channels=1, kernel_size=7,
-                                padding=3, weight_norm=weight_norm)
-
-    @classmethod
-    def from_spec(cls, spec: HiFiGANSpec) -> HiFiGANGenerator:
-        return cls(**spec.to_dict())
+                                padding=3, weight_norm=spec.weight_norm)
 
     def __call__(self, mel: mx.array) -> mx.array:
         """``mel (B, T, n_mels)`` natural-log mel -> waveform ``(B, T * hop_length)``."""
@@ -102,4 +98,4 @@ class HiFiGANGenerator(nn.Module):
 
 
 def build_hifigan(spec: HiFiGANSpec | None = None) -> HiFiGANGenerator:
-    return HiFiGANGenerator.from_spec(spec or HiFiGANSpec())
+    return HiFiGANGenerator(spec or HiFiGANSpec())

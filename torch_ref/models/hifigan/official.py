@@ -26,7 +26,7 @@ def load_official(path: str | Path) -> Any:
     state = official_state(path)
     spec = spec_from_config(config_beside(path)).replace(
         weight_norm=any(k.endswith(".weight_g") for k in state))
-    model = load_torch_state(HiFiGANGenerator.from_spec(spec), state, where=str(path))
+    model = load_torch_state(HiFiGANGenerator(spec), state, where=str(path))
     model.remove_weight_norm()
     model.eval()
     return model

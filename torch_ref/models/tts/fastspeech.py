@@ -104,33 +104,28 @@ class Aligner(nn.Module):
 
 
 class FastSpeech2(nn.Module):
-    def __init__(self, *, n_symbols: int, n_speakers: int, n_languages: int, n_mels: int, dim: int,
-                 num_heads: int, encoder_layers: int, decoder_layers: int, ffn_dim: int,
-                 ffn_kernel: int, predictor_dim: int, predictor_kernel: int, aligner_dim: int,
-                 pitch_mean: float, pitch_std: float) -> None:
+    def __init__(self, spec: FastSpeechSpec) -> None:
         super().__init__()
-        self.n_mels, self.pitch_mean, self.pitch_std = n_mels, pitch_mean, pitch_std
-        self.embed = nn.Embedding(n_symbols, dim)
-        self.speaker_embed = nn.Embedding(n_speakers, dim)
-        self.language_embed = nn.Embedding(n_languages, dim)
-        stack = dict(dim=dim, num_heads=num_heads, hidden=ffn_dim, kernel=ffn_kernel)
-        self.encoder = FFTStack(num_layers=encoder_layers, **stack)
-        pred = dict(dim=dim, hidden=predictor_dim, kernel=predictor_kernel)
+        spec.validate()
+        self.spec = spec
+        self.n_mels, self.pitch_mean, self.pitch_std = spec.n_mels, spec.pitch_mean, spec.pitch_std
+        self.embed = nn.Embedding(spec.n_symbols, spec.dim)
+        self.speaker_embed = nn.Embedding(spec.n_speakers, spec.dim)
+        self.language_embed = nn.Embedding(spec.n_languages, spec.dim)
+        stack = dict(dim=spec.dim, num_heads=spec.num_heads, hidden=spec.ffn_dim, kernel=spec.ffn_kernel)
+        self.encoder = FFTStack(num_layers=spec.encoder_layers, **stack)
+        pred = dict(dim=spec.dim, hidden=spec.predictor_dim, kernel=spec.predictor_kernel)
         self.duration_predictor = VariancePredictor(**pred)
         self.pitch_predictor = VariancePredictor(**pred)
         self.energy_predictor = VariancePredictor(**pred)
-        self.pitch_embed = Conv1d(in_channels=1, out_channels=dim, kernel_size=3, padding="same")
-        self.energy_embed = Conv1d(in_channels=1, out_channels=dim, kernel_size=3, padding="same")
-        self.decoder = FFTStack(num_layers=decoder_layers, **stack)
-        self.mel_proj = nn.Linear(dim, n_mels)
-        if aligner_dim > 0:
-            self.aligner = Aligner(dim=dim, n_mels=n_mels, hidden=aligner_dim)
+        self.pitch_embed = Conv1d(in_channels=1, out_channels=spec.dim, kernel_size=3, padding="same")
+        self.energy_embed = Conv1d(in_channels=1, out_channels=spec.dim, kernel_size=3, padding="same")
+        self.decoder = FFTStack(num_layers=spec.decoder_layers, **stack)
+        self.mel_proj = nn.Linear(spec.dim, spec.n_mels)
+        if spec.aligner_dim > 0:
+            self.aligner = Aligner(dim=spec.dim, n_mels=spec.n_mels, hidden=spec.aligner_dim)
         with torch.no_grad():
-            self.embed.weight.mul_(dim ** -0.5)
-
-    @classmethod
-    def from_spec(cls, spec: FastSpeechSpec) -> FastSpeech2:
-        return cls(**spec.to_dict())
+            self.embed.weight.mul_(spec.dim ** -0.5)
 
     def encode(self, ids, lengths, speaker, language):
         mask = sequence_mask(lengths, ids.shape[1])
@@ -189,4 +184,4 @@ class FastSpeech2(nn.Module):
 
 
 def build_fastspeech(spec: FastSpeechSpec | None = None) -> FastSpeech2:
-    return FastSpeech2.from_spec(spec or FastSpeechSpec())
+    return FastSpeech2(spec or FastSpeechSpec())
