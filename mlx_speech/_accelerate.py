@@ -22,20 +22,13 @@ turns the whole call into a no-op. The call is idempotent and never raises.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import sys
 from typing import Any
 
+from mlx_speech._evalorder import _installed  # nothing there runs at import
+
 _STATE: dict[str, Any] = {}
-
-
-def _installed(dist: str) -> bool:
-    try:
-        importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
 
 
 def _not_applicable() -> str | None:
