@@ -1,9 +1,10 @@
 """Give MLX an optimised BLAS on Linux without touching torch.
 
 Why: the ``mlx[cpu]`` wheel for Linux vendors the *reference* BLAS
-(``mlx_cpu.libs/libblas-<hash>.so.3.10.0``); a 1024^3 fp32 matmul is ~80x slower than torch's.
-Preloading a system OpenBLAS globally fixes MLX but interposes on torch's MKL symbols and makes
-torch slower in the same process.
+(``mlx_cpu.libs/libblas-<hash>.so.3.10.0``); a 1024^3 fp32 matmul is many times slower than
+torch's (``bench/blas.py``; docs/performance.md, "BLAS and few-row products"). Preloading a
+system OpenBLAS globally fixes MLX but interposes on torch's MKL symbols and makes torch slower
+in the same process.
 
 How: ``libmlx.so`` names its BLAS by soname (``DT_NEEDED libblas-<hash>.so.3.10.0``), and the
 dynamic loader satisfies a ``DT_NEEDED`` entry with any already-loaded object of that soname.
@@ -14,12 +15,13 @@ with ``RTLD_LOCAL`` *before* mlx is imported (``mlx_speech.accelerate()`` calls 
 MKL. The copy is written atomically into the user cache and reused.
 
 Few-row products: MLX's CPU matmul calls ``cblas_sgemm`` for every product, and OpenBLAS reads
-the weight of a 1-4 row product (a streaming step) at ~7 GB/s on one core. On x86-64 CPUs with
-AVX2 and FMA, and where a C compiler (``$CC``, ``gcc`` or ``cc``) is found, the library loaded
-under the vendored soname is instead a small ``cblas_sgemm`` of our own
+the weight of a 1-4 row product (a streaming step) slowly on one core. On x86-64 CPUs with AVX2
+and FMA, and where a C compiler (``$CC``, ``gcc`` or ``cc``) is found, the library loaded under
+the vendored soname is instead a small ``cblas_sgemm`` of our own
 (``mlx_speech/_sgemm_few_rows.c``, compiled once into the same cache): products with at most 4
-rows in MLX's ``x @ w.T`` layout run its kernel (~2x faster on these shapes), everything else goes
-to OpenBLAS, which is loaded beside it (its ``cblas_sgemm`` keeps the prefixed name, every other
+rows in MLX's ``x @ w.T`` layout run its kernel (faster on these shapes: ``bench/blas.py``,
+``few_rows``; docs/performance.md, "BLAS and few-row products"), everything else goes to
+OpenBLAS, which is loaded beside it (its ``cblas_sgemm`` keeps the prefixed name, every other
 symbol is renamed as above). Without a compiler, on other CPUs, or with
 ``MLX_SPEECH_SGEMM=openblas``, the renamed OpenBLAS alone is loaded, as before;
 :func:`status` says which (``few_rows_sgemm``).

@@ -6,14 +6,14 @@ the calling thread may run at most 10 operations ahead of the streams. Work spre
 CPU streams (the trainer's ``cpu_shards``) then reaches them mostly one stream at a time: the
 tape holds a long stretch of one shard's graph before the next shard's, and the other stream
 idles. With a width larger than any graph the tape interleaves the shards level by level and
-the streams run side by side (mel_denoise step, 2 shards on 2 cores: per-stream busy time
-~190 ms, wall 220-230 ms; at width 20 the same work took 350-440 ms, slower than one stream).
+the streams run side by side; at width 20 the same work was slower than one stream
+(docs/performance.md, "Evaluation order").
 
 :func:`ensure` sets the variable only where MLX has no GPU backend (Linux with ``mlx-cpu`` and
 without ``mlx-cuda``) and only when it is unset (set it yourself to override). MLX reads it once,
 at the first evaluation, so it must run before any: ``mlx_speech.accelerate()`` calls it.
-Single-stream work was measured neutral: Mimi encode + decode of 10 s, peak memory equal (1246 MB)
-and time within noise. Nothing here imports mlx; it never raises.
+Single-stream work was measured neutral in peak memory and time (docs/performance.md,
+"Evaluation order"). Nothing here imports mlx; it never raises.
 """
 
 from __future__ import annotations

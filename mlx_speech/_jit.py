@@ -6,8 +6,8 @@ Why: on the CPU, ``mx.compile`` writes every fused element-wise kernel as C++ an
 wheels on PyPI are built for baseline x86-64. Their kernels therefore get SSE2 (4 lanes), a
 scalar ``sqrt`` (the libm call may set ``errno``), and a kernel with several outputs is not
 vectorised at all (gcc versions a loop for at most 10 possibly-aliasing pointer pairs). The
-fused AdamW update (3 outputs, 14 inputs) ran as a scalar loop: 25 -> 12.7 ms per 3.2M
-parameters with the flags below.
+fused AdamW update (3 outputs, 14 inputs) ran as a scalar loop; the flags below vectorise it
+(docs/performance.md, "CPU kernels and JIT flags").
 
 How: ``libmlx`` runs ``g++`` through the shell, so it is looked up on ``PATH``. :func:`ensure`
 writes a small ``g++`` wrapper into the user cache and puts its folder first on this process's

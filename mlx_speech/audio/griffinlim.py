@@ -14,11 +14,12 @@ held-out sentences it reaches in 12 iterations a spectral convergence (0.162) cl
 phase after 32 (0.156); zero phase after 12 is at 0.198.
 
 Where the work runs: MLX's CPU backend does complex elementwise arithmetic with scalar loops
-(``mag * angles`` and the phase normalisation cost ~8x numpy's), so with the CPU as default
-device the iterations run in numpy with ``scipy.fft`` (pocketfft), float32 / complex64 as in
-MLX, and the mel inversion multiplies by the filterbank as a sparse matrix (~1.8% non-zero:
-~6x fewer CPU seconds than the dense products); on a GPU both run in MLX (``mx.fft``, dense
-matmuls). ``numpy_path`` overrides the choice.
+(``mag * angles`` and the phase normalisation cost more than numpy's), so with the CPU as
+default device the iterations run in numpy with ``scipy.fft`` (pocketfft), float32 / complex64
+as in MLX, and the mel inversion multiplies by the filterbank as a sparse matrix (~1.8%
+non-zero, cheaper than the dense products); on a GPU both run in MLX (``mx.fft``, dense
+matmuls). ``numpy_path`` overrides the choice. Timings: docs/performance.md, "TTS and
+Griffin-Lim".
 
 The mel inversion solves ``min ||S M^T - mel||^2 s.t. S >= 0`` per frame, starting from the
 clamped pseudo-inverse and refining with projected gradient steps (a small NNLS solver).
@@ -38,7 +39,7 @@ from mlx_speech.audio.filters import (check_gl_args, initial_phase, inverse_enve
 from mlx_speech.audio.spectral import istft, stft
 from mlx_speech.errors import AudioError, SpecError
 
-try:  # scipy's pocketfft keeps float32 and is ~7x faster than numpy's rfft on (frames, 1024)
+try:  # scipy's pocketfft keeps float32 and is faster than numpy's rfft (docs/performance.md)
     from scipy import fft as _fft
 except ImportError:  # pragma: no cover - scipy comes with librosa
     _fft = np.fft
@@ -58,8 +59,9 @@ def use_numpy_path() -> bool:
 
 @lru_cache(maxsize=16)
 def _nnls_ops(sample_rate, n_fft, n_mels, f_min, f_max, htk, norm, sparse: bool) -> tuple:
-    """:func:`nnls_operators` once per filterbank (its pseudo-inverse SVD costs ~0.1 s); with
-    ``sparse`` the two filterbank factors as scipy CSR matrices, else as MLX arrays."""
+    """:func:`nnls_operators` once per filterbank (its pseudo-inverse SVD is too costly to repeat
+    per call); with ``sparse`` the two filterbank factors as scipy CSR matrices, else as MLX
+    arrays."""
     fb_t, pinv_t, fb, step = nnls_operators(
         sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, f_min=f_min, f_max=f_max, htk=htk, norm=norm
     )

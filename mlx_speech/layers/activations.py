@@ -21,8 +21,9 @@ _SQRT_HALF = math.sqrt(0.5)
 
 # erf(x) ~= x * P(x^2) / Q(x^2) on [-4, 4] (erf is +-1 to float32 precision outside): the
 # rational minimax form used by Eigen / XLA for float32, max abs error ~4e-7, the same as
-# mx.erf's. Why not mx.erf: on the CPU backend it is a scalar loop, ~13x slower than these
-# dozen vectorised multiply-adds, and it dominated a transformer layer's time.
+# mx.erf's. Why not mx.erf: on the CPU backend it is a scalar loop, much slower than these
+# dozen vectorised multiply-adds, and it dominated a transformer layer's time (timings:
+# docs/performance.md, "CPU kernels and JIT flags").
 _ERF_P = (-1.60960333262415e-02, -2.95459980854025e-03, -7.34990630326855e-04,
           -5.69250639462346e-05, -2.10102402082508e-06, 2.77068142495902e-08,
           -2.72614225801306e-10)
@@ -50,8 +51,8 @@ _LOG2E = 1.4426950408889634
 _EXP2_C = tuple(math.log(2.0) ** k / math.factorial(k) for k in range(8))
 
 # CPU element-wise kernels. MLX's CPU backend runs its transcendental ops (exp, erf, tanh) as
-# scalar loops with libm calls (floor, fma) per element, ~20 ns per element. ``mx.compile``
-# generates C++ that g++ -O3 auto-vectorises (SSE, 4 lanes), but only when the generated loop
+# scalar loops with libm calls (floor, fma) per element. ``mx.compile`` generates C++ that
+# g++ -O3 auto-vectorises (SSE, 4 lanes), but only when the generated loop
 #   * reads contiguous arrays (a broadcast operand or ``shapeless=True`` gives a strided loop),
 #   * fuses into one kernel: MLX stops fusing at a dependency depth of 11 ops (every extra
 #     kernel writes and re-reads an intermediate array), so polynomials are evaluated in
@@ -59,8 +60,8 @@ _EXP2_C = tuple(math.log(2.0) ** k / math.factorial(k) for k in range(8))
 #   * has no branch: ``maximum`` / ``minimum`` carry a NaN test, and a ``where`` with a literal
 #     constant arm lets g++ fold the following arithmetic into the arms; both leave a scalar
 #     loop. Clamps are therefore ``where`` against bounds passed in as arrays (:data:`_BOUNDS`).
-# Measured (one core, 3M elements): exp 62 ms (mx.exp) -> 4 ms; exact GELU on (499, 3072)
-# ~10 ms -> ~2.5 ms. A bitcast (``mx.view``) cannot be fused, so ``exp2_fast`` is two kernels.
+# Timings against mx.exp and the unfused GELU: docs/performance.md, "CPU kernels and JIT flags".
+# A bitcast (``mx.view``) cannot be fused, so ``exp2_fast`` is two kernels.
 
 
 def _estrin(w: mx.array, coeffs: tuple[float, ...]) -> mx.array:
@@ -114,9 +115,9 @@ def _bound(name: str, value: float) -> mx.array:
     Made by a reduction of a stored 1-element array on every call, not the stored array itself:
     inside an outer ``mx.compile`` (the trainer's compiled value-and-grad) the kernels above run
     inline, and a captured scalar would be written into the fused kernel as a literal, which
-    turns the clamp back into a scalar loop (~4x slower, measured 12.2 vs 3.3 ms per 3M
-    elements); a computed scalar stays a runtime input. The reduction (not fusable) costs one
-    tiny op per call.
+    turns the clamp back into a scalar loop (several times slower; docs/performance.md, "CPU
+    kernels and JIT flags"); a computed scalar stays a runtime input. The reduction (not
+    fusable) costs one tiny op per call.
     """
     b = _BOUNDS.get(name)
     if b is None:
@@ -145,9 +146,9 @@ def _fence(y: mx.array) -> mx.array:
 
     Inside the trainer's compiled value-and-grad the kernels here are inlined and MLX re-fuses
     them with their neighbours; past its fusion depth (11 ops) it splits the result at other
-    places and writes the intermediates (Estrin powers, partial polynomials) to memory: GELU
-    forward + backward on (8, 101, 1024) took 8.4 ms there against ~3.3 ms for the kernels one
-    by one. ``mx.contiguous`` is not fusable, and on an array that is already row-contiguous
+    places and writes the intermediates (Estrin powers, partial polynomials) to memory, which
+    is slower than running the kernels one by one (docs/performance.md, "CPU kernels and JIT
+    flags"). ``mx.contiguous`` is not fusable, and on an array that is already row-contiguous
     (every kernel output is) it shares the buffer instead of copying.
     """
     return mx.contiguous(y)
@@ -278,8 +279,8 @@ def gelu_tanh(x: mx.array) -> mx.array:
 # y = min(x, 0) log2 e = (x - |x|) / 2 log2 e (no min/max, whose NaN checks stop g++
 # vectorising); head -> y and the exponent bits of 2**round(y); tail -> relu(x) + (2**y - 1).
 # ``p - 1`` is exactly 0 for x >= 0 (y = 0 gives p = 1), so positive inputs come back
-# bit-exact. One core, 15M elements: 84 ms, vs 175 ms for the expm1 doubling kernel this
-# replaces (split into several kernels by the depth limit) and ~570 ms for exp + where.
+# bit-exact. Faster than the expm1 doubling kernel this replaces (split into several kernels by
+# the depth limit) and than exp + where (docs/performance.md, "CPU kernels and JIT flags").
 def _elu_head(x: mx.array, lo: mx.array) -> tuple[mx.array, mx.array]:
     y = (x - mx.abs(x)) * (0.5 * _LOG2E)
     y = mx.where(y < lo, lo, y)

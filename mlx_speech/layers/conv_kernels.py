@@ -9,10 +9,9 @@ convolution without bias:
   store) -> the untrimmed ``(B, (T-1)*stride + K, O)``.
 
 Why the rewrites: MLX's CPU convolutions are slow except for the plain and strided dense
-cases. Measured here (OpenBLAS, 2 threads, batch 1, vs torch; ``bench/layers.py``):
-native transposed ~70-100x torch, dilated ~70-120x, depthwise ~5-6x, dense k7 ~1.0-1.7x,
-strided ~0.8-1.0x; the rewrites are 0.5-1.0x on all five. They route the work through BLAS
-or through one fused elementwise pass:
+cases (``bench/layers.py`` times native ops and rewrites against torch; figures in
+docs/performance.md, "Convolutions"). The rewrites route the work through BLAS or through one
+fused elementwise pass:
 
 - dense (groups == 1): small inputs (streaming steps) concatenate the K shifted taps (im2col)
   and make one GEMM against a view of the weight: per-call overhead dominates there. Large
@@ -43,8 +42,8 @@ from mlx_speech.layers.activations import _on_cpu
 from mlx_speech.layers.linear import few_rows_applies, few_rows_matmul
 
 _IMPLS = ("auto", "native", "fast")
-# MLX's CPU GEMM for half types is a plain loop (~15x slower than fp32 BLAS here) and fp16
-# arithmetic is emulated on x86: the fast path computes in fp32 and rounds the result once.
+# MLX's CPU GEMM for half types is a plain loop (much slower than fp32 BLAS; docs/performance.md)
+# and fp16 arithmetic is emulated on x86: the fast path computes in fp32 and rounds the result once.
 _HALF = (mx.bfloat16, mx.float16)
 _state = {"impl": "auto"}
 
@@ -142,9 +141,10 @@ def _dense(x: mx.array, w: mx.array, S: int, d: int, T_out: int) -> mx.array:
 
 def _few_rows_or_plain(x: mx.array, weight: mx.array) -> mx.array:
     """``x @ weight.T``; a streaming step's few rows on the CPU take Linear's chunked path
-    (Mimi's first decoder upsampling, 4 rows against an 8 MB weight: 895 -> 654 us; the
-    encoder's last conv, 2 rows x 4096 inputs, measured no gain and stays a plain GEMM) unless
-    our few-row sgemm is in use, which takes the plain call (see ``linear.few_rows_applies``)."""
+    (Mimi's first decoder upsampling, 4 rows against an 8 MB weight, gains; the encoder's last
+    conv, 2 rows x 4096 inputs, measured no gain and stays a plain GEMM; docs/performance.md,
+    "Convolutions") unless our few-row sgemm is in use, which takes the plain call (see
+    ``linear.few_rows_applies``)."""
     N, K = weight.shape
     if _on_cpu() and few_rows_applies(x.size // K, N, K):
         return few_rows_matmul(x, weight)
@@ -251,7 +251,8 @@ def conv_transpose1d(x: mx.array, w: mx.array, *, stride: int = 1, groups: int =
         return _overlap_add(y, T, J, S, K)
     wp = w if KJ == K else mx.pad(w, [(0, 0), (0, KJ - K), (0, 0)])
     # Weights are reordered to (K, O, I) rows, which moves whole contiguous I-vectors, and
-    # multiplied as a transposed view: a full (I, K*O) transposition costs ~10% of the GEMM.
+    # multiplied as a transposed view: a full (I, K*O) transposition would add a measurable
+    # share of the GEMM's time (docs/performance.md, "Convolutions").
     if groups == 1:
         wk = wp.transpose(1, 0, 2).reshape(KJ * O, I)
         y = (xp.reshape(B * Tp, I) @ wk.T).reshape(B, Tp, J, S, O)

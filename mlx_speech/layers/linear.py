@@ -2,13 +2,14 @@
 
 Why: a streaming step pushes 1-4 rows through each projection (Mimi's transformers see two
 25 Hz positions per 80 ms frame). For ``x (2, 512) @ W.T`` with ``W (2048, 512)`` OpenBLAS's
-general sgemm repacks the whole weight on every call: ~570 us here, ~70% of it packing. Seen as
-a batch of ``N / 128`` products against 128-row slices of ``W`` (a free reshape), each product
-is small enough for OpenBLAS's small-matrix kernel, which reads ``W`` in place: ~265 us.
+general sgemm repacks the whole weight on every call, and the packing is most of the call. Seen
+as a batch of ``N / 128`` products against 128-row slices of ``W`` (a free reshape), each
+product is small enough for OpenBLAS's small-matrix kernel, which reads ``W`` in place and is
+faster (bench/blas.py; docs/performance.md, "BLAS and few-row products").
 
 Where MLX's BLAS is our own few-row ``cblas_sgemm`` (Linux x86-64 with a C compiler, see
-:mod:`mlx_speech._blas`), the plain call is already the fast one (~2x the chunked path) and
-this path is off; it stays for the other CPU BLAS builds.
+:mod:`mlx_speech._blas`), the plain call is already faster than the chunked path and this path
+is off; it stays for the other CPU BLAS builds.
 
 When: MLX's device is the CPU, our few-row sgemm is not in use, at most :data:`FEW_ROWS` rows,
 ``rows * N * K > 2**19`` (up to that the plain call is as fast or faster) and ``N`` a multiple
@@ -17,7 +18,7 @@ the plain call to float32 rounding (another summation order); gradients flow thr
 
 Training on the CPU (more rows): the weight gradient of ``x @ W.T`` comes out of MLX's autodiff
 as the transpose of ``x.T @ dy``, a strided view; the optimiser then reads it column by column
-(or copies it first: 7 ms per step for the 3.1M weights of a 4-layer 256-wide transformer).
+(or copies it first, a cost on every step; docs/performance.md, "Training").
 :func:`linear` has its own gradient that computes ``dW = dy.T @ x`` directly, row-major, with
 the same GEMM work (``dx = dy @ W``, ``db = sum(dy)``): the values are those of autodiff.
 """
@@ -33,8 +34,8 @@ from mlx_speech.layers.activations import _on_cpu
 FEW_ROWS = 4
 CHUNK = 128
 _MIN_WORK = 1 << 19  # (2, 512) @ (512, 512): the plain call is faster
-# The small kernel keeps the rows of x in L1: up to 28 KB of them it read the weight at ~19 GB/s
-# here, past that (2 x 4096, 4 x 2048) at 7-9 GB/s, slower than the plain call on 2 threads.
+# The small kernel keeps the rows of x in L1: up to 28 KB of them it reads the weight fast, past
+# that (2 x 4096, 4 x 2048) it is slower than the plain call on 2 threads (docs/performance.md).
 FEW_ROWS_MAX_INPUT = 7168
 
 

@@ -39,9 +39,8 @@ _PAUSE_S = 0.15
 GL_ITERS = 12
 GL_INIT = "pghi"
 # Threads of MLX's OpenBLAS while synthesizing. The matmuls here are small ((600, 128) x
-# (128, 128)-sized); on the shared 2-core machine (load ~9) the bundled voice's acoustic model
-# on 7 s of speech took median 989 ms wall / 336 ms CPU with 2 threads and 162 ms / 52 ms with 1
-# (interleaved in one process): idle threads spin waiting for a descheduled sibling.
+# (128, 128)-sized) and, on a loaded machine, idle threads spin waiting for a descheduled
+# sibling, so one thread is faster than two (docs/performance.md, "TTS and Griffin-Lim").
 SYNTH_BLAS_THREADS = 1
 
 

@@ -11,12 +11,10 @@ path. All are written here from the definitions; ``torch_ref/train/tts_align.py`
 MLX losses.
 
 Why over frames: normalised over phones instead (``log P(phone | frame)``), a symbol that is in
-every utterance (``<sil>``) got the most consistent gradient, its key moved to the middle of all
-frames and it claimed most of every utterance within 20 steps (measured on a 160-utterance
-festival corpus: MAS boundary error 23 frames against 8.4 for a uniform split, still there after
-300 steps; the same with a CTC blank, cosine scores, frozen mel features or normalised mels).
-Normalised over frames, a phone that claims many frames spreads its probability thin, so hubs
-cost; the same corpus reached 6.0 frames after 100 aligner steps.
+every utterance (``<sil>``) gets the most consistent gradient and claims most of every
+utterance, while normalised over frames a phone that claims many frames spreads its probability
+thin, so such hubs cost (the boundary errors behind this choice: docs/performance.md, "Quality
+measurements behind design choices").
 
 The numpy half (prior, search, durations) is :mod:`mlx_speech.train.tts_mas`, framework-free and
 shared with torch_ref (re-exported here); this module holds the MLX losses.

@@ -37,8 +37,8 @@ def pad1d(x: torch.Tensor, left: int, right: int, mode: str = "constant") -> tor
     if left == 0 and right == 0:
         return x
     if mode == "constant":
-        # one pass: F.pad zero-fills the whole output and then copies x in (two passes; ~40 ms
-        # of Mimi's 10 s decode)
+        # one pass: F.pad zero-fills the whole output and then copies x in (two passes; its
+        # share of Mimi's decode: docs/performance.md, "Convolutions")
         parts = [x.new_zeros(*x.shape[:-1], left)] if left else []
         parts.append(x)
         if right:

@@ -22,10 +22,10 @@ equal the batch calls. The state (conv buffers, KV caches) lives in ``_``-prefix
 ``reset_state()`` starts new streams. Encode and decode streams are independent.
 
 Memory cache (CPU): MLX's CPU allocator caches at most 32 MiB of freed buffers by default, so
-every 60 MB activation of a batch call is a fresh ``mmap`` and ~15k page faults; on the test
-machine that was a third of the batch time. Building a model on the CPU raises the process's
-cache limit to :data:`CPU_CACHE_BYTES` (never lowers it): peak memory is unchanged, freed
-buffers are reused instead of returned to the OS.
+every 60 MB activation of a batch call is a fresh ``mmap`` whose pages fault in again, a large
+share of the batch time on the CPU (docs/performance.md, "Mimi streaming"). Building a model
+on the CPU raises the process's cache limit to :data:`CPU_CACHE_BYTES` (never lowers it): peak
+memory is unchanged, freed buffers are reused instead of returned to the OS.
 """
 
 from __future__ import annotations
@@ -212,9 +212,9 @@ class MimiModel(Streaming, nn.Module):
 
     @staticmethod
     def _stream_cache(transformer: Transformer):
-        """On the CPU, a ring cache: the transformer step runs as one compiled graph (10 s
-        stream, encoder transformer: 37 -> 23 ms per 80 ms frame here). Elsewhere the list
-        cache (the compiled ring path is not measured on a GPU)."""
+        """On the CPU, a ring cache: the transformer step runs as one compiled graph, faster
+        per frame than the list cache (docs/performance.md, "Mimi streaming"). Elsewhere the
+        list cache (the compiled ring path is not measured on a GPU)."""
         if mx.default_device().type == mx.DeviceType.cpu:
             return transformer.make_ring_cache()
         return transformer.make_cache()

@@ -25,8 +25,8 @@ from mlx_speech.quantize.rvq import ResidualVQ, SplitResidualVQ
 
 
 # Each level's table is its own array (not a slice of one stacked (L, K, d) array): with a
-# slice, both the scores GEMM and the gather copied the level's 2 MB first, ~350 us each per
-# level and streaming frame.
+# slice, both the scores GEMM and the gather copied the level's 2 MB first, on every level and
+# streaming frame (docs/performance.md, "Quantizers").
 @functools.cache
 def _encode_levels(num_levels: int):
     def run(residual: mx.array, books: list[mx.array], norms: list[mx.array]) -> mx.array:

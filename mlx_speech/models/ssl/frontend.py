@@ -225,8 +225,8 @@ def grouped_conv1d(x: mx.array, w: mx.array, *, groups: int,
     Same result as :func:`mlx_speech.layers.conv_kernels.conv1d`, whose grouped path builds a
     ``K``-fold im2col matrix (for this layer's ``K = 128`` that is 128 copies of the input,
     hundreds of MB at 10 s): here the input is moved to group-major order once and each tap is
-    one batched GEMM over the groups, accumulated in place (``addmm``, beta = 1), ~4x faster on
-    the CPU. ``bias (O,)`` initialises the accumulator.
+    one batched GEMM over the groups, accumulated in place (``addmm``, beta = 1), faster on the
+    CPU (docs/performance.md, "SSL encoders"). ``bias (O,)`` initialises the accumulator.
     """
     B, T, C = x.shape
     O, K, Ig = w.shape
