@@ -187,7 +187,7 @@ def convert_mimi_surgery(src: Path, dst: Path, arrangement: str, seed: int, qwen
 @cli.command()
 @click.argument("target")
 @click.option("--config", "-c", type=click.Path(path_type=Path), default=None,
-              help="Recipe YAML for a named TARGET (default: the target's recipe in configs/).")
+              help="Recipe YAML for a named TARGET (default: the target's recipe shipped in mlx_speech/configs/).")
 @click.option("--backend", type=click.Choice(["mlx", "torch"]), default="mlx", show_default=True,
               help="mlx (mlx.launch for data parallel) or torch (torchrun + DDP).")
 @click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=None,
@@ -199,7 +199,7 @@ def convert_mimi_surgery(src: Path, dst: Path, arrangement: str, seed: int, qwen
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def train(target: str, config: Path | None, backend: str, out_dir: Path | None, steps: int | None,
           overrides: tuple[str, ...], no_progress: bool, as_json: bool) -> None:
-    """Train TARGET: tts, mimi9, hifigan (recipe from --config or configs/), or a recipe YAML path.
+    """Train TARGET: tts, mimi9, hifigan (recipe from --config or the shipped one), or a recipe YAML path.
 
     Resumes from the newest checkpoint in the recipe's out_dir.
     """
@@ -207,13 +207,6 @@ def train(target: str, config: Path | None, backend: str, out_dir: Path | None, 
 
     job = resolve(target, config)
     extra = [f"steps={steps}"] if steps is not None else []
-    if job.kind == "tts":
-        from mlx_speech.train.tasks_tts import train_voice  # noqa: PLC0415
-
-        summary = train_voice(job.config, overrides=[*overrides, *extra], out_dir=out_dir,
-                              backend=backend, progress=not no_progress)
-        _emit(summary, as_json)
-        return
     from mlx_speech.train.recipe import load_recipe, make_trainer  # noqa: PLC0415
 
     spec = load_recipe(job.config, [*overrides, *extra])

@@ -6,7 +6,7 @@ comparison only (ours vs the teacher on the same held-out sentences).
     python -m mlx_speech.eval.tts --teacher-dir data/heldout_slt [--voice en_slt]
 
 ``--teacher-dir`` is a corpus made from ``mlx_speech/assets/tts/heldout_en.txt`` (sentences
-never used in training), e.g. by ``mlx_speech.train.tasks_tts.single_voice_corpus``.
+never used in training), e.g. by ``mlx_speech.train.tts_features.single_voice_corpus``.
 """
 
 from __future__ import annotations
