@@ -291,3 +291,32 @@ def test_alignment_report_scores_mas_against_timings():
     # utterance 2: the frontend's "e" ends where the reference "e" ends (the <sp> is skipped)
     assert rep["boundary_err_mas"] == 0.0 and rep["boundary_err_uniform"] > 1.0
     assert rep["within_2_frames_mas"] == 1.0
+
+
+def test_torch_run_imports_no_mlx_and_resumes_writing_the_voice(tmp_path, ljspeech_dir):
+    """A torch run of the task (features, steps, voice export) never imports mlx, and a longer
+    run resumes from the newest checkpoint and rewrites the voice, as every TrainLoop task."""
+    pytest.importorskip("torch")
+    import subprocess
+    import sys
+
+    cfg = _learned_recipe(tmp_path, ljspeech_dir, steps=2)
+    script = ("import json, sys\n"
+              "from mlx_speech.train.recipe import load_recipe, make_trainer\n"
+              "res = make_trainer(load_recipe(sys.argv[1], sys.argv[2:]), 'torch', progress=False).run()\n"
+              "mlx = sorted(m for m in sys.modules if m == 'mlx' or m.startswith('mlx.'))\n"
+              "print(json.dumps({'step': res['step'], 'resumed_from': res['resumed_from'], 'mlx': mlx}))\n")
+    voice = tmp_path / "run" / "voice" / "acoustic.safetensors"
+    out, written = [], []
+    for extra in ([], ["steps=3"]):
+        proc = subprocess.run([sys.executable, "-c", script, str(cfg), *extra], check=True, text=True,
+                              capture_output=True, cwd=tmp_path)
+        out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        written.append(voice.stat().st_mtime_ns)
+    assert out[0] == {"step": 2, "resumed_from": None, "mlx": []}
+    assert out[1]["step"] == 3 and out[1]["resumed_from"].endswith("ckpt_00000002.safetensors")
+    assert out[1]["mlx"] == [] and written[1] > written[0]
+    from mlx_speech.weights.checkpoint import read_metadata
+
+    assert read_metadata(voice)["model"] == "fastspeech2"
+    assert json.loads((voice.parent / "voice.json").read_text())["alignment"] == "learned"
