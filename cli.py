@@ -187,7 +187,7 @@ def convert_mimi_surgery(src: Path, dst: Path, arrangement: str, seed: int, qwen
 @cli.command()
 @click.argument("target")
 @click.option("--config", "-c", type=click.Path(path_type=Path), default=None,
-              help="Recipe YAML for a named TARGET (default: the target's recipe in configs/).")
+              help="Recipe YAML for a named TARGET (default: the target's recipe shipped in mlx_speech/configs/).")
 @click.option("--backend", type=click.Choice(["mlx", "torch"]), default="mlx", show_default=True,
               help="mlx (mlx.launch for data parallel) or torch (torchrun + DDP).")
 @click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=None,
@@ -199,7 +199,7 @@ def convert_mimi_surgery(src: Path, dst: Path, arrangement: str, seed: int, qwen
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def train(target: str, config: Path | None, backend: str, out_dir: Path | None, steps: int | None,
           overrides: tuple[str, ...], no_progress: bool, as_json: bool) -> None:
-    """Train TARGET: tts, mimi9, hifigan (recipe from --config or configs/), or a recipe YAML path.
+    """Train TARGET: tts, mimi9, hifigan (recipe from --config or the shipped one), or a recipe YAML path.
 
     Resumes from the newest checkpoint in the recipe's out_dir.
     """
@@ -207,13 +207,6 @@ def train(target: str, config: Path | None, backend: str, out_dir: Path | None, 
 
     job = resolve(target, config)
     extra = [f"steps={steps}"] if steps is not None else []
-    if job.kind == "tts":
-        from mlx_speech.train.tasks_tts import train_voice  # noqa: PLC0415
-
-        summary = train_voice(job.config, overrides=[*overrides, *extra], out_dir=out_dir,
-                              backend=backend, progress=not no_progress)
-        _emit(summary, as_json)
-        return
     from mlx_speech.train.recipe import load_recipe, make_trainer  # noqa: PLC0415
 
     spec = load_recipe(job.config, [*overrides, *extra])
@@ -249,6 +242,24 @@ def data_synth_corpus(langs: str, n: int, out_dir: Path, sr: int, workers: int, 
         workers=workers, engines=None if engines is None else [e.strip() for e in engines.split(",")],
         seed=seed, progress=not as_json)
     _emit(summary, as_json)
+
+
+@data_group.command("teacher-cache")
+@click.option("--config", "-c", "config", type=click.Path(path_type=Path), required=True,
+              help="A mimi9 recipe (task: mimi9), e.g. mlx_speech/configs/mimi9_distill.yaml.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe field (value in YAML), e.g. --set model.qwen.layer=12.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def data_teacher_cache(config: Path, overrides: tuple[str, ...], no_progress: bool, as_json: bool) -> None:
+    """Fill a mimi9 recipe's teacher-target cache for every utterance up front (training would
+    otherwise fill it on the fly)."""
+    from mlx_speech.errors import SpecError  # noqa: PLC0415
+    from mlx_speech.train.mimi9_targets import build_cache  # noqa: PLC0415
+
+    if not config.is_file():
+        raise SpecError(f"config file not found: {config}")
+    _emit(build_cache(config, list(overrides), progress=not no_progress), as_json)
 
 
 @cli.command()
@@ -469,6 +480,31 @@ def eval_mimi9(weights: Path, manifest: Path, qwen: Path | None, wavlm: Path | N
     click.echo(text)
     if json_out is not None:
         atomic_write_text(json_out, text + "\n")
+
+
+@eval_group.command("tts")
+@click.option("--teacher-dir", required=True, type=click.Path(path_type=Path),
+              help="Held-out corpus of the teacher voice (manifest.jsonl + wavs/), e.g. made from "
+                   "mlx_speech/assets/tts/heldout_en.txt.")
+@click.option("--voice", default=None, help="Bundled voice name or voice folder (default: the bundled English voice).")
+@click.option("--vocoder", type=click.Choice(["griffin-lim", "hifigan"]), default="griffin-lim",
+              show_default=True, help="Waveform generator of our synthesis.")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Also write the full report (with transcripts) as JSON to this file.")
+def eval_tts(teacher_dir: Path, voice: str | None, vocoder: str, out: Path | None) -> None:
+    """Intelligibility of a voice: pocketsphinx WER of our synthesis vs the teacher's own audio
+    on the same held-out sentences (relative comparison only)."""
+    from mlx_speech.data.manifest import DataError  # noqa: PLC0415
+    from mlx_speech.eval.tts import evaluate  # noqa: PLC0415
+    from mlx_speech.utils.atomic import atomic_write_text  # noqa: PLC0415
+
+    if not (teacher_dir / "manifest.jsonl").is_file():
+        raise DataError(f"--teacher-dir: no manifest.jsonl in {teacher_dir} (make the held-out corpus "
+                        "with mlx_speech.train.tts_features.single_voice_corpus)")
+    res = evaluate(voice, teacher_dir, vocoder)
+    if out is not None:
+        atomic_write_text(out, json.dumps(res, indent=2) + "\n")
+    click.echo(json.dumps({k: v for k, v in res.items() if k != "transcripts"}, indent=2))
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ A second workload (``--mimi9 tiny|mid``, ``none`` to skip) times the ``mimi9`` d
 step (9-codebook Mimi forward with frozen encoder / decoder, straight-through quantizers,
 multi-scale mel + commitment + Qwen / WavLM distillation losses, backward, grouped AdamW) on
 random weights copied MLX -> torch and targets from random tiny teachers: ``tiny`` is
-``configs/mimi9_tiny.yaml`` (mimi9_tiny, 0.1 s crops), ``mid`` the released Mimi's
+``mlx_speech/configs/mimi9_tiny.yaml`` (mimi9_tiny, 0.1 s crops), ``mid`` the released Mimi's
 architecture (mimi9_202407, 1 s crops = 12 frames) with 1-layer random teachers of the real
 widths (Qwen 1536, WavLM 1024). Reported under ``"mimi9"``, with the first-step losses of both.
 
@@ -134,7 +134,7 @@ def _mimi9_spec(corpus: str, out: str, cache: str, args: argparse.Namespace):
     from mlx_speech.train.recipe import load_recipe  # noqa: PLC0415
 
     root = Path(__file__).resolve().parents[1]
-    data = load_recipe(root / "configs" / "mimi9_tiny.yaml").to_dict()
+    data = load_recipe(root / "mlx_speech" / "configs" / "mimi9_tiny.yaml").to_dict()
     data["data"].update(sources=[{"kind": "manifest", "path": corpus}], batch_size=args.mimi9_batch)
     data["model"]["cache_dir"] = cache
     data.update(out_dir=out, grad_accum=1, steps=1000)

@@ -39,8 +39,8 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def recipe(corpus: Path, out: Path, *, steps: int = 3, **model) -> TrainSpec:
-    """configs/mimi9_tiny.yaml pointed at the test corpus."""
-    spec = load_recipe(ROOT / "configs" / "mimi9_tiny.yaml")
+    """mlx_speech/configs/mimi9_tiny.yaml pointed at the test corpus."""
+    spec = load_recipe(ROOT / "mlx_speech" / "configs" / "mimi9_tiny.yaml")
     data = spec.to_dict()
     data["data"]["sources"] = [{"kind": "manifest", "path": str(corpus)}]
     data["out_dir"] = str(out)
@@ -72,7 +72,7 @@ def test_to_frames_averages_teacher_windows():
 
 @pytest.fixture(scope="module")
 def trained(corpus, tmp_path_factory):
-    """12 MLX steps of configs/mimi9_tiny.yaml on the test corpus: (trainer, out_dir, initial weights)."""
+    """12 MLX steps of mlx_speech/configs/mimi9_tiny.yaml on the test corpus: (trainer, out_dir, initial weights)."""
     out = tmp_path_factory.mktemp("mimi9_run")
     trainer = make_trainer(recipe(corpus, out, steps=12), "mlx")
     before = trainer.weights()
@@ -218,7 +218,7 @@ def test_bad_paths_one_line_errors(corpus, tmp_path):
     with pytest.raises(DataError, match="crop_seconds: null"):
         make_trainer(TrainSpec._build(data, strict=True, where="test"), "mlx").run()
     # the real recipe names local paths the user fills in: a clear error, not a traceback
-    real = load_recipe(ROOT / "configs" / "mimi9_distill.yaml")
+    real = load_recipe(ROOT / "mlx_speech" / "configs" / "mimi9_distill.yaml")
     with pytest.raises(UserError) as info:
         Mimi9Base(real.model)
     assert "\n" not in str(info.value)
@@ -267,16 +267,16 @@ def test_teacher_cache_is_built_once_and_keyed_by_teacher(corpus, tmp_path):
 
     sources = f"data.sources=[{{kind: manifest, path: {corpus}}}]"
     args = [sources, f"model.cache_dir={tmp_path / 'cache'}"]
-    first = build_cache(ROOT / "configs" / "mimi9_tiny.yaml", args, progress=False)
-    again = build_cache(ROOT / "configs" / "mimi9_tiny.yaml", args, progress=False)
-    other = build_cache(ROOT / "configs" / "mimi9_tiny.yaml", [*args, "model.qwen.layer=1"],
+    first = build_cache(ROOT / "mlx_speech" / "configs" / "mimi9_tiny.yaml", args, progress=False)
+    again = build_cache(ROOT / "mlx_speech" / "configs" / "mimi9_tiny.yaml", args, progress=False)
+    other = build_cache(ROOT / "mlx_speech" / "configs" / "mimi9_tiny.yaml", [*args, "model.qwen.layer=1"],
                         progress=False)
     assert (first["items"], first["written"], again["written"], other["written"]) == (4, 4, 0, 4)
     assert other["cache"] != first["cache"]
 
 
 def test_distill_recipe_groups_match_the_model():
-    """configs/mimi9_distill.yaml: AdamW (0.8, 0.99); heads 0/1 + projections + gate at 1e-4,
+    """mlx_speech/configs/mimi9_distill.yaml: AdamW (0.8, 0.99); heads 0/1 + projections + gate at 1e-4,
     acoustic heads at 1e-5, encoder / decoder frozen, codebook statistics buffers (names of a
     Mimi9 model, the tiny one has the same tree)."""
     from mlx.utils import tree_flatten
@@ -284,7 +284,7 @@ def test_distill_recipe_groups_match_the_model():
     from mlx_speech.models.mimi9.model import build_mimi9
     from mlx_speech.models.mimi9.spec import Mimi9Spec
 
-    real = load_recipe(ROOT / "configs" / "mimi9_distill.yaml")
+    real = load_recipe(ROOT / "mlx_speech" / "configs" / "mimi9_distill.yaml")
     assert real.optimizer.betas == [0.8, 0.99] and real.compile is False
     model = build_mimi9(Mimi9Spec.from_preset("mimi9_tiny"))
     every = [k for k, _ in tree_flatten(model.parameters())]
@@ -420,7 +420,7 @@ def test_gan_tiny_run_trains(corpus, tmp_path):
 
 def test_gan_spec_and_groups(corpus, tmp_path):
     """Spec checks, the plain recipe's groups under the wrapper's names (a one-line error),
-    and the GAN block documented in configs/mimi9_distill.yaml (groups match the wrapper)."""
+    and the GAN block documented in mlx_speech/configs/mimi9_distill.yaml (groups match the wrapper)."""
     import yaml
     from mlx.utils import tree_flatten
 
@@ -442,10 +442,10 @@ def test_gan_spec_and_groups(corpus, tmp_path):
         make_trainer(TrainSpec._build(data, strict=True, where="test"), "mlx")
     assert "generator." in str(info.value) and "\n" not in str(info.value)
 
-    text = (ROOT / "configs" / "mimi9_distill.yaml").read_text().splitlines()
+    text = (ROOT / "mlx_speech" / "configs" / "mimi9_distill.yaml").read_text().splitlines()
     a, b = text.index("# BEGIN GAN VARIANT"), text.index("# END GAN VARIANT")
     block = yaml.safe_load("\n".join(line[2:] for line in text[a + 1:b]))
-    real = load_recipe(ROOT / "configs" / "mimi9_distill.yaml").to_dict()
+    real = load_recipe(ROOT / "mlx_speech" / "configs" / "mimi9_distill.yaml").to_dict()
     real["model"]["loss"] = block["model"]["loss"]
     real["model"]["discriminator"] = block["model"]["discriminator"]
     real["optimizer"]["groups"] = block["optimizer"]["groups"]

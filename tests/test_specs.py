@@ -102,7 +102,7 @@ def test_presets_and_replace():
 def test_shipped_configs_load():
     from pathlib import Path
 
-    cfgs = sorted((Path(__file__).parent.parent / "configs").glob("mel_*.yaml"))
+    cfgs = sorted((Path(__file__).parent.parent / "mlx_speech" / "configs").glob("mel_*.yaml"))
     assert cfgs, "expected shipped mel configs"
     for p in cfgs:
         assert MelSpec.from_yaml(p).n_mels > 0

@@ -73,9 +73,9 @@ def test_missing_recipe_file(tmp_path):
 @pytest.mark.parametrize("args, needle", [
     (["mimi9", "--config", "{recipe}"], "is a recipe for task 'mel_denoise', expected task: mimi9"),
     (["hifigan", "--config", "{recipe}"], "expected task: hifigan"),
-    (["tts", "--config", "{recipe}"], "is a trainer recipe (task: mel_denoise), not a TTS recipe"),
+    (["tts", "--config", "{recipe}"], "is a recipe for task 'mel_denoise', expected task: tts"),
     (["bogus", "--config", "{recipe}"], "unknown train target 'bogus'"),
-    (["bogus"], "config file not found: bogus (targets: tts, mimi9, hifigan"),
+    (["bogus"], "config file not found: bogus (targets: hifigan, mimi9, tts"),
     (["tts", "--config", "{bad}"], "invalid YAML at line 3, column 1: expected ',' or ']'"),
 ], ids=["mimi9-wrong-task", "hifigan-wrong-task", "tts-gets-trainer-recipe", "unknown-target",
         "unknown-name", "bad-yaml"])
@@ -91,16 +91,18 @@ def test_train_targets_check_the_recipe_first(manifest, tmp_path, args, needle):
 
 
 def test_train_target_resolution(tmp_path):
-    from mlx_speech.train.targets import CONFIGS, TARGETS, resolve
+    from mlx_speech.registry import targets
+    from mlx_speech.train.targets import recipe_path, resolve
 
+    assert {"tts", "mimi9", "hifigan"} <= set(targets())  # registered by the families
     tts = tmp_path / "voice.yaml"
-    tts.write_text((CONFIGS / "tts_slt_tiny.yaml").read_text())
-    assert resolve(str(tts), None).kind == "tts"  # a recipe path without task: is a TTS recipe
-    job = resolve("tts", None)  # the default recipe ships in configs/
-    assert job.kind == "tts" and job.config == CONFIGS / TARGETS["tts"].default_config
+    tts.write_text(recipe_path("tts_slt_tiny.yaml").read_text())
+    assert resolve(str(tts), None).task is None  # a recipe path: any task
+    job = resolve("tts", None)  # the default recipe ships in the package (mlx_speech/configs/)
+    assert job.task == "tts" and job.config == recipe_path(targets()["tts"].recipe)
     rec = tmp_path / "r.yaml"
     rec.write_text("task: mimi9\n")
-    assert resolve("mimi9", rec) == type(job)("recipe", rec, "mimi9")
+    assert resolve("mimi9", rec) == type(job)(rec, "mimi9")
     assert resolve(str(rec), None).task is None
 
 

@@ -14,7 +14,7 @@ from mlx_speech.train.recipe import apply_override, load_recipe
 from mlx_speech.train.schedule import lr_factor, resolve_groups, trainable
 from mlx_speech.train.task_base import get_task
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("train_*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "mlx_speech" / "configs").glob("train_*.yaml"))
 
 
 def test_recipe_yaml_round_trip(tmp_path):

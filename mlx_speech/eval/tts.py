@@ -3,16 +3,14 @@
 pocketsphinx (PyPI, ships an English model) is a crude recogniser: use it for relative
 comparison only (ours vs the teacher on the same held-out sentences).
 
-    python -m mlx_speech.eval.tts --teacher-dir data/heldout_slt [--voice en_slt]
+    mlx-speech eval tts --teacher-dir data/heldout_slt [--voice en_slt] [--out report.json]
 
 ``--teacher-dir`` is a corpus made from ``mlx_speech/assets/tts/heldout_en.txt`` (sentences
-never used in training), e.g. by ``mlx_speech.train.tasks_tts.single_voice_corpus``.
+never used in training), e.g. by ``mlx_speech.train.tts_features.single_voice_corpus``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import time
 from pathlib import Path
@@ -85,15 +83,3 @@ def evaluate(voice: str | None, teacher_dir: str | Path, vocoder: str = "griffin
             "voice": syn.voice_dir.name, "vocoder": vocoder, "synth_rtf": round(synth_s / audio_s, 4),
             "transcripts": rows}
 
-
-if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--teacher-dir", required=True)
-    p.add_argument("--voice", default=None)
-    p.add_argument("--vocoder", default="griffin-lim")
-    p.add_argument("--out", default=None, help="Write the full JSON (with transcripts) here.")
-    a = p.parse_args()
-    res = evaluate(a.voice, a.teacher_dir, a.vocoder)
-    if a.out:
-        Path(a.out).write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({k: v for k, v in res.items() if k != "transcripts"}, indent=2))

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mlx_speech.data.loader import Loader, eval_batches
-from mlx_speech.data.sampler import BatchPlan, build_corpus
+from mlx_speech.data.sampler import BatchPlan
 from mlx_speech.errors import CheckpointError, SpecError, UserError
 from mlx_speech.specs.train import TrainSpec
 from mlx_speech.train.checkpoint import CheckpointManager
@@ -127,7 +127,8 @@ class TrainLoop:
                             f"grad_accum ({spec.grad_accum})")
         self.rows = b // self.world
         self.task: Task = get_task(spec.task, self.framework)(spec.model)
-        self.corpus = build_corpus(spec.data, spec.seed)
+        self.show_progress = spec.monitor.progress if progress is None else progress
+        self.corpus = self.task.open_corpus(spec, self.out_dir, progress=self.show_progress and self.is_main)
         self.plan = BatchPlan(self.corpus.durations, batch_size=b, seed=spec.seed,
                               source_of=self.corpus.source_of, weights=self.corpus.weights,
                               bucket_size=spec.data.bucket_size)
@@ -146,7 +147,6 @@ class TrainLoop:
                                    probe=thermal_probe, sleep=sleep, say=self.say)
         self.memory = MemoryGuard(mon.memory_limit_gb, warn_fraction=mon.memory_warn_fraction,
                                   device_bytes=self._device_bytes)
-        self.show_progress = mon.progress if progress is None else progress
         self.log = MetricsLog(self.out_dir / "metrics.jsonl", enabled=self.is_main)
         self._setup()
 
@@ -177,6 +177,9 @@ class TrainLoop:
 
     def _release_memory(self) -> None:
         pass
+
+    def _export(self) -> None:
+        """Hand the model, with the current weights, to ``task.export`` (rank 0)."""
 
     # -- shared machinery ---------------------------------------------------------------------
     def say(self, message: str) -> None:
@@ -223,8 +226,10 @@ class TrainLoop:
                  "np_rng": self.rng.bit_generator.state, "nonfinite_run": self.nonfinite_run,
                  "nonfinite_total": self.nonfinite_total, "grad_accum": self.grad_accum,
                  "world": self.world}
-        return self.ckpt.save(self.step, self._state_arrays(), fmt=self.framework,
+        path = self.ckpt.save(self.step, self._state_arrays(), fmt=self.framework,
                               task=self.spec.task, spec=self.spec.to_dict(), state=state)
+        self._export()
+        return path
 
     def validate(self) -> float | None:
         """Mean validation loss over every rank's share (None without validation data)."""
@@ -311,10 +316,11 @@ class TrainLoop:
                 self._progress.close()
         if spec.val_every == 0 or spec.steps % spec.val_every:
             val = self.validate() if self.corpus.val_items else val
-        return {"step": self.step, "loss": None if self.last is None else self.last.loss,
+        return {"step": self.step, "backend": self.framework, "loss": None if self.last is None else self.last.loss,
                 "val_loss": val, "skipped_steps": self.nonfinite_total,
                 "resumed_from": None if resumed is None else str(resumed),
-                "checkpoint": str(self.ckpt.directory / f"ckpt_{self.step:08d}.safetensors")}
+                "checkpoint": str(self.ckpt.directory / f"ckpt_{self.step:08d}.safetensors"),
+                **self.task.summary()}
 
     def _interrupted(self, gate: _InterruptGate) -> bool:
         """Whether any rank got Ctrl-C (ranks agree, so they stop at the same step)."""
@@ -333,6 +339,7 @@ class TrainLoop:
             waited += time.perf_counter() - tw
             if (batch.epoch, batch.index) != self.position:
                 raise RuntimeError(f"loader at {(batch.epoch, batch.index)}, trainer at {self.position}")
+            self.task.step = self.step
             inputs = self.task.prepare(batch, self._row_rngs(len(batch.items)), train=True)
             scale = lr_factor(self.step, spec.optimizer, spec.steps)
             res = self._train_step(split_rows(inputs, self.grad_accum), scale, self.step)

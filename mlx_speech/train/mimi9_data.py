@@ -23,7 +23,7 @@ seeds; layers; the model's frame grid)
 and the key hashes the file (path, size, mtime) and its text and timings; files are written
 atomically, so an interrupted fill never leaves a half file. The MLX and torch_ref trainers
 read the same files, hence see identical targets. ``prepare`` fills missing entries on the
-fly; ``python -m mlx_speech.train.mimi9_targets RECIPE`` fills the whole corpus beforehand.
+fly; ``mlx-speech data teacher-cache --config RECIPE`` fills the whole corpus beforehand.
 
 Crops: ``prepare`` takes whole utterances from the loader (the recipe sets
 ``data.crop_seconds: null``; the loader resamples to the model's rate) and cuts

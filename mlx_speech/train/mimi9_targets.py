@@ -155,25 +155,3 @@ def build_cache(recipe: str | Path, overrides: list[str] | tuple[str, ...] = (),
     written = task.ensure_cache(items, progress=progress)
     return {"cache": str(Path(task.spec.cache_dir) / task.tag), "items": len(items), "written": written}
 
-
-def main() -> None:
-    """``python -m mlx_speech.train.mimi9_targets RECIPE [--set KEY=VALUE ...]``."""
-    import argparse  # noqa: PLC0415
-    import json  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
-    from mlx_speech.errors import UserError  # noqa: PLC0415
-
-    ap = argparse.ArgumentParser(description="Build the teacher cache of a mimi9 recipe.")
-    ap.add_argument("recipe")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    args = ap.parse_args()
-    try:
-        print(json.dumps(build_cache(args.recipe, args.overrides), indent=2))
-    except UserError as exc:
-        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main()

@@ -15,18 +15,27 @@ Framework-neutral (imports neither mlx nor torch). A task is split in two:
   ``discriminator`` children. In torch_ref the modules passed in may be DDP wrappers: call
   them, do not reach into their children.
 
+Run hooks with defaults (override where a task needs them): ``open_corpus(spec, out_dir)``
+reads the items before the model is built (a task whose model depends on its data, e.g. the
+``tts`` task's feature statistics, computes that here); ``step`` is set by the loop before
+each ``prepare`` (inputs that follow a schedule read it); ``export(model)`` is called by the
+framework half on rank 0 after every checkpoint (e.g. a voice folder); ``summary()`` adds to
+the run's summary.
+
 Tasks are registered in :mod:`mlx_speech.registry` (a family's ``register_family(tasks=...)``,
 or :func:`register_task`) under the name a recipe's ``task:`` uses.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from mlx_speech.data.augment import frame_lengths, spec_augment_masks, white_noise_at_snr
 from mlx_speech.data.loader import Batch
+from mlx_speech.data.sampler import Corpus, build_corpus
 from mlx_speech.errors import SpecError
 from mlx_speech.registry import get_task, register_task, task_names  # noqa: F401  (the task registry)
 from mlx_speech.specs.base import Spec
@@ -38,6 +47,7 @@ class Task:
 
     spec_class: ClassVar[type[Spec]]
     gan: ClassVar[bool] = False
+    step: int = 0  # the optimiser step about to run (set by the loop before each prepare)
 
     def __init__(self, spec: dict[str, Any] | Spec) -> None:
         if isinstance(spec, self.spec_class):
@@ -50,6 +60,18 @@ class Task:
     def prepare(self, batch: Batch, rngs: list[np.random.Generator], *, train: bool) -> dict[str, np.ndarray]:
         """numpy inputs of one step for this rank's rows (see the module docstring)."""
         raise NotImplementedError
+
+    def open_corpus(self, spec: Any, out_dir: Path, *, progress: bool = False) -> Corpus:
+        """The training and validation items of the recipe ``spec`` (a ``TrainSpec``), read
+        before ``build()``; the run writes into ``out_dir``."""
+        return build_corpus(spec.data, spec.seed)
+
+    def export(self, model: Any) -> None:
+        """Write what the run produces besides checkpoints (rank 0, after each checkpoint)."""
+
+    def summary(self) -> dict[str, Any]:
+        """Entries added to the run's summary."""
+        return {}
 
 
 # --- mel_denoise / mel_denoise_gan: the neutral half ------------------------------------------

@@ -111,6 +111,10 @@ class Trainer(TrainLoop):
             self.ema.streams = self._streams
         self._bind(self.params)
 
+    def _export(self) -> None:
+        self._bind(self.params)  # the fp32 masters (a forward rebinds them, cast, anyway)
+        self.task.export(self.model)
+
     def _resolve_cpu_shards(self) -> int:
         """Row shards per micro-batch (``cpu_shards``; 1 where sharding cannot help or would
         change the maths)."""

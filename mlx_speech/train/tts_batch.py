@@ -1,32 +1,12 @@
 """The numpy half of TTS training, shared by both back ends: padded batches, durations from
-the aligner (monotonic alignment search), phone-level pitch / energy, the learning-rate
-schedule. Framework-free: torch_ref's TTS trainer imports it."""
+the aligner (monotonic alignment search) and the phone-level pitch / energy averaged over
+them. Framework-free: torch_ref's ``tts`` task imports it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-
-
-def step_batch(feats: dict[str, Any], rows: list[int], stats: dict[str, float], recipe: Any, step: int,
-               log_attention_fn: Any = None) -> dict[str, Any]:
-    """The numpy batch of one training step (both back ends): corpus durations, or MAS durations
-    plus the alignment loss weights (binarization from ``recipe.bin_start`` on)."""
-    if recipe.alignment != "learned":
-        return make_batch(feats, rows, **stats)
-    nb = learned_batch(feats, rows, stats, log_attention_fn)
-    nb["align_weight"] = float(recipe.align_weight)
-    nb["bin_weight"] = float(recipe.bin_weight) if step >= recipe.bin_start else 0.0
-    return nb
-
-
-def lr_schedule(step: int, recipe: Any, steps: int) -> float:
-    """Linear warm-up then cosine decay to 5 % of ``recipe.lr`` (both back ends)."""
-    if step < recipe.warmup_steps:
-        return recipe.lr * (step + 1) / recipe.warmup_steps
-    p = (step - recipe.warmup_steps) / max(1, steps - recipe.warmup_steps)
-    return float(recipe.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(p, 1.0)))))
 
 
 def learned_batch(feats: dict[str, Any], rows: list[int], stats: dict[str, float],
@@ -51,6 +31,29 @@ def learned_batch(feats: dict[str, Any], rows: list[int], stats: dict[str, float
     return nb
 
 
+def mas_targets(log_attention: np.ndarray, lengths: np.ndarray, mel_lengths: np.ndarray,
+                frame_log_f0: np.ndarray, frame_energy: np.ndarray, stats: dict[str, float]
+                ) -> dict[str, np.ndarray]:
+    """Durations by monotonic alignment search on ``(B, T, N)`` log attention, and the
+    phone-level pitch / energy targets averaged over them (normalised by ``stats``; 0 where a
+    phone has no voiced frame). ``frame_log_f0``: ``(B, T)``, NaN where unvoiced or padded.
+    Returns ``durations`` (B, N) int32, ``pitch`` and ``energy`` (B, N) float32."""
+    from mlx_speech.train.tts_mas import batch_durations  # noqa: PLC0415
+
+    dur = batch_durations(log_attention, lengths, mel_lengths)
+    B, N = dur.shape
+    pitch, energy = np.zeros((B, N), np.float32), np.zeros((B, N), np.float32)
+    for k in range(B):
+        n, T = int(lengths[k]), int(mel_lengths[k])
+        d = dur[k, :n]
+        f0, en = frame_log_f0[k, :T], frame_energy[k, :T]
+        p = phone_average(f0, d, ~np.isnan(f0))
+        e = phone_average(en, d, np.ones(T, bool))
+        pitch[k, :n] = np.nan_to_num((p - stats["pitch_mean"]) / stats["pitch_std"])
+        energy[k, :n] = np.nan_to_num((e - stats["energy_mean"]) / stats["energy_std"])
+    return {"durations": dur.astype(np.int32), "pitch": pitch, "energy": energy}
+
+
 def make_batch(feats: dict[str, Any], rows: list[int], pitch_mean: float, pitch_std: float,
                energy_mean: float, energy_std: float) -> dict[str, np.ndarray]:
     """Padded numpy batch; frame count rounded up to a multiple of 16 (fewer distinct shapes)."""
@@ -60,10 +63,10 @@ def make_batch(feats: dict[str, Any], rows: list[int], pitch_mean: float, pitch_
     T = -(-T // 16) * 16
     pitch = [np.nan_to_num((feats["log_f0"][i] - pitch_mean) / pitch_std) for i in rows]
     energy = [np.nan_to_num((feats["energy"][i] - energy_mean) / energy_std) for i in rows]
-    return {"ids": _pad(ids, N), "lengths": np.array([len(x) for x in ids], np.int32),
-            "durations": _pad([feats["durations"][i] for i in rows], N),
-            "pitch": _pad(pitch, N).astype(np.float32), "energy": _pad(energy, N).astype(np.float32),
-            "mel": _pad([feats["mel"][i] for i in rows], T), "frames": T}
+    return {"ids": pad_rows(ids, N), "lengths": np.array([len(x) for x in ids], np.int32),
+            "durations": pad_rows([feats["durations"][i] for i in rows], N),
+            "pitch": pad_rows(pitch, N).astype(np.float32), "energy": pad_rows(energy, N).astype(np.float32),
+            "mel": pad_rows([feats["mel"][i] for i in rows], T), "frames": T}
 
 
 def phone_average(values: np.ndarray, durations: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -83,13 +86,14 @@ def align_inputs(ids: list[np.ndarray], mels: list[np.ndarray], multiple: int = 
     from mlx_speech.train.tts_mas import batch_log_prior  # noqa: PLC0415
 
     N, T = max(len(x) for x in ids), -(-max(len(m) for m in mels) // multiple) * multiple
-    nb = {"ids": _pad(ids, N), "lengths": np.array([len(x) for x in ids], np.int32), "mel": _pad(mels, T),
+    nb = {"ids": pad_rows(ids, N), "lengths": np.array([len(x) for x in ids], np.int32), "mel": pad_rows(mels, T),
           "mel_lengths": np.array([len(m) for m in mels], np.int32)}
     nb["log_prior"] = batch_log_prior(nb["lengths"], nb["mel_lengths"], N, T)
     return nb
 
 
-def _pad(arrs: list[np.ndarray], length: int, value: float = 0.0) -> np.ndarray:
+def pad_rows(arrs: list[np.ndarray], length: int, value: float = 0.0) -> np.ndarray:
+    """Stack arrays along a new first axis, their first axis padded to ``length`` with ``value``."""
     out = np.full((len(arrs), length) + arrs[0].shape[1:], value, dtype=arrs[0].dtype)
     for i, a in enumerate(arrs):
         out[i, :len(a)] = a

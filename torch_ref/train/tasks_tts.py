@@ -1,30 +1,43 @@
-"""TTS acoustic-model training loop in torch (mirror of the MLX loop in
-``mlx_speech/train/tasks_tts.py``): same batches, same losses, same schedule. Faster than MLX
-on x86 CPUs and the path for CUDA; the result is converted to MLX by the caller.
-Imports no mlx (features come precomputed from the neutral half)."""
+"""The ``tts`` task in torch (twin of :mod:`mlx_speech.train.tasks_tts`): same inputs (the
+neutral :class:`~mlx_speech.train.tts_data.TTSBase`), same losses, same voice folder.
+
+Learned alignment works as on the MLX side: inside the loss, the aligner's log attention is
+detached to numpy, monotonic alignment search and the phone averages run there
+(:func:`~mlx_speech.train.tts_batch.mas_targets`), and the forward uses those durations.
+The voice is written in torch layout (``acoustic.safetensors`` tagged ``fastspeech2``; the
+loaders convert either layout), so this side never imports mlx. Features are extracted with
+:func:`torch_ref.audio.spectral.log_mel`, the same maths as MLX's, so either back end reuses
+the other's feature cache.
+"""
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mlx_speech.train.tts_batch import lr_schedule, step_batch
+from mlx_speech.train.tts_batch import mas_targets
+from mlx_speech.train.tts_data import TTSBase
 from torch_ref.models.tts.fastspeech import FastSpeech2, alignment_matrix, sequence_mask
 from torch_ref.train.tts_align import binarization_loss, forward_sum_loss, log_attention
 
 
-def tts_loss(model: FastSpeech2, b: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _first(w: Any) -> Any:
+    return w[0] if isinstance(w, torch.Tensor) and w.ndim else w
+
+
+def tts_loss(model: FastSpeech2, b: dict[str, Any], log_att: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L1 mel + MSE of log(1 + duration), normalised pitch and energy (masked means); with
-    ``log_prior`` in the batch also the forward-sum and binarization alignment losses."""
+    ``log_prior`` in the batch also the forward-sum and binarization alignment losses (weights:
+    scalars or per-row tensors whose first entry counts; ``log_att`` reused when given)."""
     B = b["ids"].shape[0]
+    frames = b.get("frames", b["mel"].shape[1])
     zeros = torch.zeros(B, dtype=torch.long, device=b["ids"].device)
     out = model(b["ids"], b["lengths"], b["durations"], b["pitch"], b["energy"], zeros,
-                b.get("language", zeros), frames=b["frames"])
+                b.get("language", zeros), frames=frames)
     fm = out["frame_mask"][..., None].float()
     pm = out["phone_mask"].float()
     mel_l = ((out["mel"] - b["mel"]).abs() * fm).sum() / (fm.sum() * b["mel"].shape[-1])
@@ -36,11 +49,13 @@ def tts_loss(model: FastSpeech2, b: dict[str, Any]) -> tuple[torch.Tensor, dict[
     total = mel_l + dur_l + 0.1 * pitch_l + 0.1 * energy_l
     parts = {"mel": mel_l, "duration": dur_l, "pitch": pitch_l, "energy": energy_l}
     if "log_prior" in b:
-        scores = model.alignment_scores(b["ids"], b["lengths"], b["mel"], b.get("language", zeros))
-        la = log_attention(scores, b["log_prior"], out["phone_mask"], sequence_mask(b["mel_lengths"], b["frames"]))
+        la = log_att
+        if la is None:
+            scores = model.alignment_scores(b["ids"], b["lengths"], b["mel"], b.get("language", zeros))
+            la = log_attention(scores, b["log_prior"], out["phone_mask"], sequence_mask(b["mel_lengths"], frames))
         parts["align"] = forward_sum_loss(la, b["lengths"], b["mel_lengths"])
-        parts["bin"] = binarization_loss(la, alignment_matrix(b["durations"], b["frames"]))
-        total = total + b["align_weight"] * parts["align"] + b["bin_weight"] * parts["bin"]
+        parts["bin"] = binarization_loss(la, alignment_matrix(b["durations"], frames))
+        total = total + _first(b["align_weight"]) * parts["align"] + _first(b["bin_weight"]) * parts["bin"]
     return total, parts
 
 
@@ -61,57 +76,52 @@ def torch_log_attention_fn(model: FastSpeech2, language: int) -> Any:
     return fn
 
 
-def to_torch_batch(nb: dict[str, Any], language: int, dev: torch.device) -> dict[str, Any]:
-    """numpy step batch -> tensors on ``dev`` (ids long, ``language`` added)."""
-    b = {k: (torch.from_numpy(v).to(dev) if isinstance(v, np.ndarray) else v) for k, v in nb.items()}
-    b["ids"] = b["ids"].long()
-    b["language"] = torch.full((len(nb["ids"]),), language, dtype=torch.long, device=dev)
-    return b
+class TTSTask(TTSBase):
+    """FastSpeech2 voice training in torch (module docstring)."""
 
+    def log_mel(self, wav: np.ndarray, mel_spec: Any) -> np.ndarray:
+        from torch_ref.audio.spectral import log_mel  # noqa: PLC0415
 
-def train_acoustic(feats: dict[str, Any], stats: dict[str, float], spec: Any, recipe: Any, *, steps: int,
-                   language: int, log_path: Path, progress: bool = True, device: str | None = None,
-                   on_save: Any = None) -> FastSpeech2:
-    """Train a torch_ref FastSpeech2 on precomputed features; returns the module (CPU).
+        with torch.no_grad():
+            out = log_mel(torch.from_numpy(np.ascontiguousarray(wav[None], np.float32)),
+                          **mel_spec.mel_kwargs(), floor=mel_spec.log_floor)[0]
+        return out.numpy().astype(np.float32)
 
-    ``on_save(model)`` is called every ``recipe.save_every`` steps (e.g. to write a voice)."""
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.manual_seed(recipe.seed)
-    rng = np.random.default_rng(recipe.seed)
-    model = FastSpeech2(spec).to(dev)
-    align_fn = torch_log_attention_fn(model, language) if recipe.alignment == "learned" else None
-    order = np.argsort([len(m) for m in feats["mel"]])
-    batches = [list(order[i:i + recipe.batch_size]) for i in range(0, len(order), recipe.batch_size)]
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.98), weight_decay=0.01)
-    bar = None
-    if progress:
-        from tqdm import tqdm  # noqa: PLC0415
-        bar = tqdm(total=steps, desc="train tts (torch)", unit="step")
-    t0 = time.perf_counter()
-    with open(log_path, "a", encoding="utf-8") as log:
-        for step in range(steps):
-            rows = batches[int(rng.integers(len(batches)))]
-            b = to_torch_batch(step_batch(feats, rows, stats, recipe, step, align_fn), language, dev)
-            loss, parts = tts_loss(model, b)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-            for g in opt.param_groups:
-                g["lr"] = lr_schedule(step, recipe, steps)
-            opt.step()
-            if bar is not None:
-                bar.update(1)
-            if step % recipe.log_every == 0 or step == steps - 1:
-                rec = {"step": step, "loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items()},
-                       "lr": lr_schedule(step, recipe, steps), "elapsed_s": round(time.perf_counter() - t0, 1),
-                       "backend": "torch"}
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-                if bar is not None:
-                    bar.set_postfix(loss=f"{rec['loss']:.3f}", mel=f"{rec['mel']:.3f}")
-            if on_save is not None and (step + 1) % recipe.save_every == 0 and step + 1 < steps:
-                on_save(model.eval())
-                model.train()
-    if bar is not None:
-        bar.close()
-    return model.cpu().eval()
+    def build(self) -> FastSpeech2:
+        return FastSpeech2(self.arch)
+
+    @staticmethod
+    def _long(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {**b, "ids": b["ids"].long(), "language": b["language"].long()}
+
+    def log_attention(self, model: FastSpeech2, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The aligner's ``(B, T, N)`` log attention (with the prior) for the step's rows."""
+        b = self._long(b)
+        scores = model.alignment_scores(b["ids"], b["lengths"], b["mel"], b["language"])
+        return log_attention(scores, b["log_prior"], sequence_mask(b["lengths"], b["ids"].shape[1]),
+                             sequence_mask(b["mel_lengths"], b["mel"].shape[1]))
+
+    def durations(self, model: FastSpeech2, b: dict[str, torch.Tensor], la: torch.Tensor | None = None
+                  ) -> dict[str, np.ndarray]:
+        """MAS durations and phone-level pitch / energy of the current aligner (numpy)."""
+        la = self.log_attention(model, b) if la is None else la
+        cpu = {k: b[k].detach().cpu().numpy() for k in ("lengths", "mel_lengths", "frame_log_f0", "frame_energy")}
+        return mas_targets(la.detach().float().cpu().numpy(), cpu["lengths"], cpu["mel_lengths"],
+                           cpu["frame_log_f0"], cpu["frame_energy"], self.stats)
+
+    def loss(self, model: FastSpeech2, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        b = self._long(inputs)
+        if self.spec.alignment == "corpus":
+            return tts_loss(model, b)
+        la = self.log_attention(model, b)
+        dev = b["ids"].device
+        b.update({k: torch.from_numpy(v).to(dev) for k, v in self.durations(model, b, la).items()})
+        return tts_loss(model, b, la)
+
+    def export(self, model: FastSpeech2) -> None:
+        from torch_ref.weights import save_torch_model  # noqa: PLC0415
+
+        self.voice_dir.mkdir(parents=True, exist_ok=True)
+        save_torch_model(Path(self.voice_dir) / "acoustic.safetensors", model, model="fastspeech2",
+                         spec=self.arch)
+        self.write_voice_meta()

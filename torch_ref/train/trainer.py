@@ -66,6 +66,9 @@ class Trainer(TrainLoop):
         self.chain = torch.Generator().manual_seed(spec.seed)
         self.autocast_dtype = torch.bfloat16 if spec.precision == "bf16" else None
 
+    def _export(self) -> None:
+        self.task.export(self.model)
+
     # -- helpers ---------------------------------------------------------------------------------
     def _seed_step(self) -> None:
         draw = int(torch.randint(0, 2**62, (1,), generator=self.chain).item())

@@ -1,7 +1,9 @@
 """Text-to-speech acoustic model: FastSpeech2-style with a learned aligner (``spec.py``,
 ``fastspeech.py``; torch_ref mirrors under ``torch_ref/models/tts/``), and the voice folder
 format (``voice.py``). Synthesis glue is :mod:`mlx_speech.pipelines.synth`; alignment losses
-are :mod:`mlx_speech.train.tts_align`. Registration only; no framework imported.
+are :mod:`mlx_speech.train.tts_align`; the ``tts`` training task is
+:mod:`mlx_speech.train.tasks_tts` (spec ``train_spec.py``). Registration only; no framework
+imported.
 """
 
 from mlx_speech.registry import Format, register_family
@@ -15,4 +17,7 @@ register_family(
     formats=(Format("voice folder", detect="mlx_speech.models.tts.voice:recognise",
                     mlx="mlx_speech.models.tts.voice:load_voice",
                     torch="torch_ref.models.tts.voice:load_voice_torch"),),
+    tasks={"tts": {"mlx": "mlx_speech.train.tasks_tts:TTSTask",
+                   "torch": "torch_ref.train.tasks_tts:TTSTask"}},
+    targets={"tts": ("tts", "tts_slt_tiny.yaml")},
 )
