@@ -445,66 +445,25 @@ def features(input_path: Path, family: str, weights: Path, layers: tuple[int, ..
           as_json)
 
 
-@cli.group(cls=_Group, name="eval")
+class _EvalGroup(_Group):
+    """``eval NAME``: the evaluations the model families register (``evals=``); each is a click
+    command in ``mlx_speech/eval/``, imported only when listed or run."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from mlx_speech import registry  # noqa: PLC0415
+
+        return sorted(registry.evals())
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        from mlx_speech import registry  # noqa: PLC0415
+
+        target = registry.evals().get(cmd_name)
+        return None if target is None else registry.resolve(target)
+
+
+@cli.group(cls=_EvalGroup, name="eval")
 def eval_group() -> None:
     """Evaluate trained models on held-out data."""
-
-
-@eval_group.command("mimi9")
-@click.option("--weights", required=True, type=click.Path(path_type=Path),
-              help="Mimi9 model file / directory (convert mimi-surgery) or an MLX mimi9 training checkpoint.")
-@click.option("--manifest", required=True, type=click.Path(path_type=Path),
-              help="Held-out JSONL manifest (word timings used for the Qwen alignment when present).")
-@click.option("--qwen", type=click.Path(path_type=Path), default=None,
-              help="Local Qwen directory (mlx-lm / HF) for the distillation similarity.")
-@click.option("--wavlm", type=click.Path(path_type=Path), default=None,
-              help="Local transformers WavLM directory for the distillation similarity.")
-@click.option("--qwen-layer", type=int, default=-1, show_default=True, help="Qwen hidden state index.")
-@click.option("--wavlm-layer", type=int, default=-1, show_default=True, help="WavLM hidden state index.")
-@click.option("--max-items", type=click.IntRange(1), default=None, help="Evaluate the first N items.")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
-              help="Also write the report as JSON to this file.")
-def eval_mimi9(weights: Path, manifest: Path, qwen: Path | None, wavlm: Path | None,
-               qwen_layer: int, wavlm_layer: int, max_items: int | None, json_out: Path | None) -> None:
-    """Per-head codebook usage, distillation cosine similarity and reconstruction (SNR, mel
-    distance, PESQ) of a 9-codebook Mimi."""
-    from mlx_speech.eval.mimi9 import evaluate, format_table  # noqa: PLC0415
-    from mlx_speech.models.mimi9.train_spec import QwenTeacherSpec, WavLMTeacherSpec  # noqa: PLC0415
-    from mlx_speech.utils.atomic import atomic_write_text  # noqa: PLC0415
-
-    report = evaluate(weights, manifest, max_items=max_items,
-                      qwen=None if qwen is None else QwenTeacherSpec(path=str(qwen), layer=qwen_layer),
-                      wavlm=None if wavlm is None else WavLMTeacherSpec(path=str(wavlm), layer=wavlm_layer))
-    click.echo(format_table(report))
-    text = json.dumps(report, indent=2)
-    click.echo(text)
-    if json_out is not None:
-        atomic_write_text(json_out, text + "\n")
-
-
-@eval_group.command("tts")
-@click.option("--teacher-dir", required=True, type=click.Path(path_type=Path),
-              help="Held-out corpus of the teacher voice (manifest.jsonl + wavs/), e.g. made from "
-                   "mlx_speech/assets/tts/heldout_en.txt.")
-@click.option("--voice", default=None, help="Bundled voice name or voice folder (default: the bundled English voice).")
-@click.option("--vocoder", type=click.Choice(["griffin-lim", "hifigan"]), default="griffin-lim",
-              show_default=True, help="Waveform generator of our synthesis.")
-@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
-              help="Also write the full report (with transcripts) as JSON to this file.")
-def eval_tts(teacher_dir: Path, voice: str | None, vocoder: str, out: Path | None) -> None:
-    """Intelligibility of a voice: pocketsphinx WER of our synthesis vs the teacher's own audio
-    on the same held-out sentences (relative comparison only)."""
-    from mlx_speech.data.manifest import DataError  # noqa: PLC0415
-    from mlx_speech.eval.tts import evaluate  # noqa: PLC0415
-    from mlx_speech.utils.atomic import atomic_write_text  # noqa: PLC0415
-
-    if not (teacher_dir / "manifest.jsonl").is_file():
-        raise DataError(f"--teacher-dir: no manifest.jsonl in {teacher_dir} (make the held-out corpus "
-                        "with mlx_speech.train.tts_features.single_voice_corpus)")
-    res = evaluate(voice, teacher_dir, vocoder)
-    if out is not None:
-        atomic_write_text(out, json.dumps(res, indent=2) + "\n")
-    click.echo(json.dumps({k: v for k, v in res.items() if k != "transcripts"}, indent=2))
 
 
 def main() -> None:

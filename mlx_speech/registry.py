@@ -15,7 +15,7 @@ list. What a family registers:
   returns True for its files, framework-free; ``mlx`` / ``torch`` load them).
 - ``codec``: sample rate, frame rate and codebook range, for ``mlx-speech codec``.
 - ``tasks``: training tasks (a recipe's ``task:``), ``targets``: ``mlx-speech train NAME``
-  with its default recipe.
+  with its default recipe, ``evals``: ``mlx-speech eval NAME`` commands.
 """
 
 from __future__ import annotations
@@ -105,12 +105,14 @@ class Family:
     codec: CodecInfo | None = None
     tasks: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()
+    evals: tuple[str, ...] = ()
 
 
 _MODELS: dict[str, ModelEntry] = {}
 _FAMILIES: dict[str, Family] = {}
 _TASKS: dict[str, TaskEntry] = {}
 _TARGETS: dict[str, Target] = {}
+_EVALS: dict[str, str] = {}
 _DISCOVERED = False
 
 
@@ -128,11 +130,13 @@ def register_task(name: str, *, mlx: str, torch: str) -> None:
 def register_family(name: str, *, summary: str, models: dict[str, dict[str, str]],
                     formats: tuple[Format, ...] = (), codec: CodecInfo | None = None,
                     tasks: dict[str, dict[str, str]] | None = None,
-                    targets: dict[str, tuple[str, str]] | None = None) -> None:
+                    targets: dict[str, tuple[str, str]] | None = None,
+                    evals: dict[str, str] | None = None) -> None:
     """The one call a model family makes, from its package ``__init__``.
 
     ``models``: ``{model name: {"spec": ..., "mlx": ..., "torch": ...}}``; ``tasks``:
-    ``{task: {"mlx": ..., "torch": ...}}``; ``targets``: ``{name: (task, recipe file)}``.
+    ``{task: {"mlx": ..., "torch": ...}}``; ``targets``: ``{name: (task, recipe file)}``;
+    ``evals``: ``{name: "module:command"}``, a click command for ``mlx-speech eval NAME``.
     """
     for model, entry in models.items():
         register_model(model, family=name, **entry)
@@ -140,8 +144,10 @@ def register_family(name: str, *, summary: str, models: dict[str, dict[str, str]
         register_task(task, **entry)
     for target, (task, recipe) in (targets or {}).items():
         _TARGETS[target] = Target(name=target, task=task, recipe=recipe)
+    _EVALS.update(evals or {})
     _FAMILIES[name] = Family(name=name, summary=summary, models=tuple(models), formats=formats,
-                             codec=codec, tasks=tuple(tasks or ()), targets=tuple(targets or ()))
+                             codec=codec, tasks=tuple(tasks or ()), targets=tuple(targets or ()),
+                             evals=tuple(evals or ()))
 
 
 def _discover() -> None:
@@ -207,6 +213,12 @@ def get_task(name: str, backend: str) -> Any:
 def targets() -> dict[str, Target]:
     _discover()
     return dict(_TARGETS)
+
+
+def evals() -> dict[str, str]:
+    """``mlx-speech eval NAME`` -> the ``"module:command"`` of its click command."""
+    _discover()
+    return dict(_EVALS)
 
 
 def resolve(target: str) -> Any:

@@ -161,3 +161,13 @@ def test_codec_cli_mimi9_round_trip(sources, tmp_path):  # noqa: F811
     res = run(cli, ["codec", "decode", str(codes), "-o", str(out), "--model", "mimi", "--weights",
                     str(tmp_path / "m9")])
     assert res.exit_code == 2 and "a 'mimi9' checkpoint, not a mimi model" in res.output
+
+
+def test_eval_commands_come_from_the_registry():
+    from mlx_speech.registry import evals
+
+    assert set(evals()) == {"mimi9", "tts"}
+    res = CliRunner().invoke(cli, ["eval", "--help"])
+    assert res.exit_code == 0 and "mimi9" in res.output and "tts" in res.output
+    res = CliRunner().invoke(cli, ["eval", "dac0"])
+    assert res.exit_code == 2 and "No such command 'dac0'" in res.output

@@ -23,6 +23,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import click
+
 import mlx.core as mx
 import numpy as np
 
@@ -171,3 +173,35 @@ def format_table(report: dict[str, Any]) -> str:
 
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
+
+
+# --- `mlx-speech eval mimi9` (registered by the mimi9 family) -----------------------------
+@click.command("mimi9")
+@click.option("--weights", required=True, type=click.Path(path_type=Path),
+              help="Mimi9 model file / directory (convert mimi-surgery) or an MLX mimi9 training checkpoint.")
+@click.option("--manifest", required=True, type=click.Path(path_type=Path),
+              help="Held-out JSONL manifest (word timings used for the Qwen alignment when present).")
+@click.option("--qwen", type=click.Path(path_type=Path), default=None,
+              help="Local Qwen directory (mlx-lm / HF) for the distillation similarity.")
+@click.option("--wavlm", type=click.Path(path_type=Path), default=None,
+              help="Local transformers WavLM directory for the distillation similarity.")
+@click.option("--qwen-layer", type=int, default=-1, show_default=True, help="Qwen hidden state index.")
+@click.option("--wavlm-layer", type=int, default=-1, show_default=True, help="WavLM hidden state index.")
+@click.option("--max-items", type=click.IntRange(1), default=None, help="Evaluate the first N items.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+              help="Also write the report as JSON to this file.")
+def command(weights: Path, manifest: Path, qwen: Path | None, wavlm: Path | None,
+               qwen_layer: int, wavlm_layer: int, max_items: int | None, json_out: Path | None) -> None:
+    """Per-head codebook usage, distillation cosine similarity and reconstruction (SNR, mel
+    distance, PESQ) of a 9-codebook Mimi."""
+    from mlx_speech.models.mimi9.train_spec import QwenTeacherSpec, WavLMTeacherSpec  # noqa: PLC0415
+    from mlx_speech.utils.atomic import atomic_write_text  # noqa: PLC0415
+
+    report = evaluate(weights, manifest, max_items=max_items,
+                      qwen=None if qwen is None else QwenTeacherSpec(path=str(qwen), layer=qwen_layer),
+                      wavlm=None if wavlm is None else WavLMTeacherSpec(path=str(wavlm), layer=wavlm_layer))
+    click.echo(format_table(report))
+    text = json.dumps(report, indent=2)
+    click.echo(text)
+    if json_out is not None:
+        atomic_write_text(json_out, text + "\n")

@@ -11,10 +11,13 @@ never used in training), e.g. by ``mlx_speech.train.tts_features.single_voice_co
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
 from typing import Any
+
+import click
 
 import numpy as np
 
@@ -83,3 +86,27 @@ def evaluate(voice: str | None, teacher_dir: str | Path, vocoder: str = "griffin
             "voice": syn.voice_dir.name, "vocoder": vocoder, "synth_rtf": round(synth_s / audio_s, 4),
             "transcripts": rows}
 
+
+# --- `mlx-speech eval tts` (registered by the tts family) ---------------------------------
+@click.command("tts")
+@click.option("--teacher-dir", required=True, type=click.Path(path_type=Path),
+              help="Held-out corpus of the teacher voice (manifest.jsonl + wavs/), e.g. made from "
+                   "mlx_speech/assets/tts/heldout_en.txt.")
+@click.option("--voice", default=None, help="Bundled voice name or voice folder (default: the bundled English voice).")
+@click.option("--vocoder", type=click.Choice(["griffin-lim", "hifigan"]), default="griffin-lim",
+              show_default=True, help="Waveform generator of our synthesis.")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Also write the full report (with transcripts) as JSON to this file.")
+def command(teacher_dir: Path, voice: str | None, vocoder: str, out: Path | None) -> None:
+    """Intelligibility of a voice: pocketsphinx WER of our synthesis vs the teacher's own audio
+    on the same held-out sentences (relative comparison only)."""
+    from mlx_speech.data.manifest import DataError  # noqa: PLC0415
+    from mlx_speech.utils.atomic import atomic_write_text  # noqa: PLC0415
+
+    if not (teacher_dir / "manifest.jsonl").is_file():
+        raise DataError(f"--teacher-dir: no manifest.jsonl in {teacher_dir} (make the held-out corpus "
+                        "with mlx_speech.train.tts_features.single_voice_corpus)")
+    res = evaluate(voice, teacher_dir, vocoder)
+    if out is not None:
+        atomic_write_text(out, json.dumps(res, indent=2) + "\n")
+    click.echo(json.dumps({k: v for k, v in res.items() if k != "transcripts"}, indent=2))

@@ -16,4 +16,5 @@ register_family(
     tasks={"mimi9": {"mlx": "mlx_speech.train.tasks_mimi9:Mimi9Task",
                      "torch": "torch_ref.train.tasks_mimi9:Mimi9Task"}},
     targets={"mimi9": ("mimi9", "mimi9_distill.yaml")},
+    evals={"mimi9": "mlx_speech.eval.mimi9:command"},
 )

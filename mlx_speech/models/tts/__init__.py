@@ -20,4 +20,5 @@ register_family(
     tasks={"tts": {"mlx": "mlx_speech.train.tasks_tts:TTSTask",
                    "torch": "torch_ref.train.tasks_tts:TTSTask"}},
     targets={"tts": ("tts", "tts_slt_tiny.yaml")},
+    evals={"tts": "mlx_speech.eval.tts:command"},
 )
