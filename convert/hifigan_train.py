@@ -34,6 +34,7 @@ from mlx_speech.weights.checkpoint import convert_arrays, load_pickle_state, sav
 from convert.checkpoint import kinds_for
 from mlx_speech.models.hifigan.official import rename_official
 from mlx_speech.errors import CheckpointError
+from mlx_speech.weights.strict import check_state
 from mlx_speech.specs.train import TrainSpec
 from mlx_speech.models.hifigan.train_spec import HiFiGANDiscriminatorSpec, HiFiGANTrainSpec
 
@@ -142,7 +143,7 @@ def load_original_discriminators(path: str | Path, *, backend: str = "mlx",
     from mlx_speech.weights.layout import to_mlx  # noqa: PLC0415
     from mlx_speech.train.discriminators import HiFiGANDiscriminator as M  # noqa: PLC0415
 
-    model = M(spec=spec)
+    model = M(spec)
     kinds = param_kinds(model)
     arrays = {k: to_mlx(kinds[k], v, k) for k, v in state.items() if k in kinds}
     _check(path, {**state, **arrays}, {k: tuple(v.shape) for k, v in flatten_tree(model.parameters()).items()})
@@ -152,12 +153,7 @@ def load_original_discriminators(path: str | Path, *, backend: str = "mlx",
 
 
 def _check(path: Any, state: dict[str, np.ndarray], expected: dict[str, tuple]) -> None:
-    extra, missing = sorted(set(state) - set(expected)), sorted(set(expected) - set(state))
-    if extra or missing:
-        raise CheckpointError(f"{path}: discriminator keys do not match: unexpected {extra[:4]} missing {missing[:4]}")
-    bad = [f"{k} {tuple(state[k].shape)} != {s}" for k, s in expected.items() if tuple(state[k].shape) != s]
-    if bad:
-        raise CheckpointError(f"{path}: discriminator shape mismatch: {'; '.join(bad[:4])}")
+    check_state(state, expected, where=str(path), what="the discriminator")
 
 
 def save_original_discriminators(path: str | Path, torch_discriminator: Any) -> None:

@@ -171,3 +171,16 @@ def test_eval_commands_come_from_the_registry():
     assert res.exit_code == 0 and "mimi9" in res.output and "tts" in res.output
     res = CliRunner().invoke(cli, ["eval", "dac0"])
     assert res.exit_code == 2 and "No such command 'dac0'" in res.output
+
+
+def test_the_one_strict_check_names_every_problem():
+    from mlx_speech.weights.strict import check_state
+
+    want = {"a.weight": (2, 3), "a.bias": (2,), "b": (4,)}
+    with pytest.raises(CheckpointError, match=r"x\.safetensors: state does not match the model: "
+                                              r"missing b; unexpected c"):
+        check_state({"a.weight": np.zeros((2, 3)), "a.bias": np.zeros(2), "c": np.zeros(1)}, want,
+                    where="x.safetensors", what="the model")
+    with pytest.raises(CheckpointError, match=r"shape mismatch: a\.weight \(3, 2\) != \(2, 3\)"):
+        check_state({"a.weight": np.zeros((3, 2)), "a.bias": np.zeros(2), "b": np.zeros(4)}, want)
+    check_state({"a.weight": (2, 3), "a.bias": (2,), "b": (4,)}, want)  # shapes as tuples pass

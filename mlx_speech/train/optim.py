@@ -24,6 +24,7 @@ import mlx.core as mx
 import numpy as np
 
 from mlx_speech.errors import CheckpointError
+from mlx_speech.weights.strict import check_state
 from mlx_speech.specs.train import EMASpec, OptimizerSpec
 from mlx_speech.train.schedule import Group
 
@@ -169,10 +170,8 @@ class AdamW:
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         want = {f"{n}.{k}" for n in self.names for k in ("exp_avg", "exp_avg_sq")} | {"step"}
-        missing, extra = sorted(want - set(arrays)), sorted(set(arrays) - want)
-        if missing or extra:
-            raise CheckpointError(f"optimizer state does not match the parameter groups: "
-                                  f"missing {missing[:4] or 'none'}, unexpected {extra[:4] or 'none'}")
+        check_state(arrays, dict.fromkeys(want), where="optimizer state",
+                    what="the parameter groups", shapes=False)
         self.m = {n: mx.array(arrays[f"{n}.exp_avg"]) for n in self.names}
         self.v = {n: mx.array(arrays[f"{n}.exp_avg_sq"]) for n in self.names}
         self.t = int(arrays["step"][0])

@@ -45,6 +45,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_speech import _blas
 from mlx_speech.errors import CheckpointError
+from mlx_speech.weights.strict import check_state
 from mlx_speech.specs.train import OptimizerSpec
 from mlx_speech.train.checkpoint import add_prefix, strip_prefix
 from mlx_speech.train.distributed import DataParallel
@@ -307,13 +308,7 @@ class Trainer(TrainLoop):
 
     def _load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         weights = strip_prefix(arrays, "model")
-        missing, extra = sorted(set(self.params) - set(weights)), sorted(set(weights) - set(self.params))
-        if missing or extra:
-            raise CheckpointError(f"checkpoint weights do not match the model: missing "
-                                  f"{missing[:4] or 'none'}, unexpected {extra[:4] or 'none'}")
-        bad = [k for k, v in weights.items() if tuple(v.shape) != tuple(self.params[k].shape)]
-        if bad:
-            raise CheckpointError(f"checkpoint shapes differ from the model's: {', '.join(bad[:4])}")
+        check_state(weights, self.params, where="checkpoint", what="the model")
         self.params = {k: mx.array(weights[k]) for k in self.params}
         if self.ema is not None:
             ema = strip_prefix(arrays, "ema")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from mlx_speech.errors import CheckpointError
+from mlx_speech.weights.strict import check_state
 from mlx_speech.train.checkpoint import add_prefix, strip_prefix
 from mlx_speech.train.loop import StepResult, TrainLoop
 from torch_ref.train.distributed import DataParallel
@@ -191,13 +192,7 @@ class Trainer(TrainLoop):
     def _load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         weights = strip_prefix(arrays, "model")
         own = self.model.state_dict()
-        missing, extra = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
-        if missing or extra:
-            raise CheckpointError(f"checkpoint weights do not match the model: missing "
-                                  f"{missing[:4] or 'none'}, unexpected {extra[:4] or 'none'}")
-        bad = [k for k, v in weights.items() if tuple(v.shape) != tuple(own[k].shape)]
-        if bad:
-            raise CheckpointError(f"checkpoint shapes differ from the model's: {', '.join(bad[:4])}")
+        check_state(weights, own, where="checkpoint", what="the model")
         self.model.load_state_dict({k: torch.from_numpy(np.array(v)).to(own[k].dtype)
                                     for k, v in weights.items()}, strict=True)
         if self.ema is not None:
