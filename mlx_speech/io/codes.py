@@ -21,6 +21,7 @@ This module imports numpy and safetensors only.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,13 @@ def load_codes(path: str | Path) -> CodesFile:
         raise CodesError(f"{p}: missing or invalid metadata field {exc}") from None
     if codes.ndim != 3 or not np.issubdtype(codes.dtype, np.integer):
         raise CodesError(f"{p}: codes must be integers (B, K, F), got {codes.dtype} {codes.shape}")
+    for key in ("sample_rate", "num_codebooks", "codebook_size"):
+        if ints[key] < 1:
+            raise CodesError(f"{p}: metadata {key} must be positive, got {ints[key]}")
+    if not (math.isfinite(frame_rate) and frame_rate > 0):
+        raise CodesError(f"{p}: metadata frame_rate must be a positive number, got {meta['frame_rate']}")
+    if ints["num_samples"] < 0:  # decoders trim to it: a negative count would cut from the end
+        raise CodesError(f"{p}: metadata num_samples must be >= 0, got {ints['num_samples']}")
     if codes.shape[1] != ints["num_codebooks"]:
         raise CodesError(f"{p}: holds {codes.shape[1]} codebooks but its metadata says "
                          f"{ints['num_codebooks']}")

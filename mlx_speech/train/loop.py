@@ -15,6 +15,7 @@ the same weights as N straight steps.
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import threading
 import time
@@ -100,6 +101,18 @@ def split_rows(inputs: dict[str, np.ndarray], parts: int) -> list[dict[str, np.n
     return [{k: v[i * n:(i + 1) * n] for k, v in inputs.items()} for i in range(parts)]
 
 
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse an output folder that cannot be one, before any data is read or model built."""
+    for p in (out_dir, *out_dir.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "out_dir" if p == out_dir else f"out_dir {out_dir}: {p}"
+                raise SpecError(f"{what} is a file, not a folder; choose another out_dir")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise SpecError(f"out_dir {out_dir}: cannot write in {p} (permission denied)")
+            return
+
+
 class TrainLoop:
     """Shared driver. Subclasses set ``framework`` and implement the ``_hooks``.
 
@@ -119,6 +132,7 @@ class TrainLoop:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.spec = spec
         self.out_dir = Path(out_dir if out_dir is not None else spec.out_dir)
+        _check_out_dir(self.out_dir)
         self.rank, self.world = self._init_distributed()
         self.is_main = self.rank == 0
         b = spec.data.batch_size
