@@ -179,4 +179,11 @@ def stoi_score(ref, est, sr: int, *, extended: bool = False) -> float:
     except ImportError:
         raise UserError("stoi_score needs the 'pystoi' package: pip install pystoi") from None
     r, e = _single(ref, est, "stoi_score")
+    if r.size < _STOI_MIN_SECONDS * sr:  # pystoi fails with a numpy AxisError on short clips
+        raise AudioError(f"stoi_score: {r.size / sr:.3f} s is too short for STOI "
+                         f"(needs at least {_STOI_MIN_SECONDS} s)")
     return float(stoi(r, e, int(sr), extended=extended))
+
+
+# pystoi frames at 10 kHz with 256-sample windows and correlates 30 frames (384 ms)
+_STOI_MIN_SECONDS = 0.4

@@ -1,15 +1,17 @@
 """File-level codec work behind ``mlx-speech codec encode / decode / roundtrip`` (MLX).
 
-Long files are processed in chunks of ``CHUNK_FRAMES`` codec frames through the streaming
+Long files are processed in pieces of ``CHUNK_FRAMES`` codec frames through the streaming
 calls (``encode_step`` / ``decode_step``): memory stays bounded, a progress bar can follow, and
 the result equals one batch call (both paths are causal; ``tests/test_mimi_model.py`` checks the
-streaming equality). Audio at another sample rate is resampled (soxr HQ) and multi-channel
-audio is mixed to mono, each with a one-line notice.
+streaming equality). ``encode`` also reads its input from disk block by block, so its peak
+memory does not grow with the file (``bench/codec_memory.py``). Audio at another sample rate is
+resampled (soxr HQ, streaming) and multi-channel audio is mixed to mono, each with a one-line
+notice. Output paths are checked before any model work, and nothing is written on failure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import numpy as np
 from mlx_speech.errors import CodesError, SpecError, UserError
 from mlx_speech.io.codes import CodesFile, check_compatible, load_codes, save_codes
 
-CHUNK_FRAMES = 125  # frames per streaming step (10 s of a 12.5 Hz codec)
+CHUNK_FRAMES = 25  # frames per streaming step (2 s of a 12.5 Hz codec)
 
 
 def load_codec(model: str, weights: str | Path, *, num_codebooks: int | None = None) -> Any:
@@ -58,25 +60,72 @@ def _bar(total: float, progress: bool, desc: str) -> Any:
                 bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
 
 
+def encode_blocks(model: Any, blocks: Iterable[np.ndarray], *, total_samples: int,
+                  num_codebooks: int | None = None, progress: bool = False) -> tuple[np.ndarray, int]:
+    """Codes ``(1, K, F)`` int32 of mono audio arriving as ``(t,)`` blocks at the model's rate,
+    and the number of samples encoded. The blocks are re-cut into pieces of exactly
+    ``CHUNK_FRAMES`` frames for ``encode_step`` (the result equals one batch call): one piece
+    shape for the whole file keeps MLX's buffer cache from filling with buffers of many sizes,
+    so memory stays flat with the file's length. ``total_samples`` sizes the progress bar only."""
+    import mlx.core as mx  # noqa: PLC0415
+
+    step = CHUNK_FRAMES * model.frame_size
+    parts, seen = [], 0
+    pending: list[np.ndarray] = []
+    held = 0
+
+    def feed(piece: np.ndarray, final: bool) -> None:
+        nonlocal seen
+        codes = model.encode_step(mx.array(piece[None]), num_codebooks=num_codebooks, final=final)
+        parts.append(np.array(codes))
+        seen += piece.size
+        bar.update(piece.size / model.sample_rate)
+
+    model.reset_state()
+    with _bar(total_samples / model.sample_rate, progress, "encode") as bar:
+        for block in blocks:
+            pending.append(block)
+            held += block.size
+            while held > step:  # keep > 0 samples back: the last piece must be marked final
+                buf = np.concatenate(pending)
+                feed(buf[:step], final=False)
+                pending, held = [buf[step:]], buf.size - step
+        if held:
+            feed(np.concatenate(pending), final=True)
+    model.reset_state()
+    if seen == 0:
+        raise UserError("cannot encode empty audio")
+    return np.concatenate(parts, axis=2), seen
+
+
 def encode_wav(model: Any, wav: np.ndarray, *, num_codebooks: int | None = None,
                progress: bool = False) -> np.ndarray:
     """Codes ``(1, K, F)`` int32 of mono ``wav (T,)`` at the model's rate (chunked)."""
-    import mlx.core as mx  # noqa: PLC0415
+    return encode_blocks(model, [wav] if wav.size else [], total_samples=wav.size,
+                         num_codebooks=num_codebooks, progress=progress)[0]
 
-    if wav.size == 0:
-        raise UserError("cannot encode empty audio")
-    step = CHUNK_FRAMES * model.frame_size
-    parts = []
-    model.reset_state()
-    with _bar(wav.size / model.sample_rate, progress, "encode") as bar:
-        for start in range(0, wav.size, step):
-            chunk = mx.array(wav[None, start:start + step])
-            codes = model.encode_step(chunk, num_codebooks=num_codebooks,
-                                      final=start + step >= wav.size)
-            parts.append(np.array(codes))
-            bar.update(chunk.shape[1] / model.sample_rate)
-    model.reset_state()
-    return np.concatenate(parts, axis=2)
+
+def check_output(dst: str | Path, suffixes: tuple[str, ...], what: str) -> Path:
+    """Refuse an output path before any model work: a folder, a missing or read-only parent
+    folder, or a suffix that does not match what will be written."""
+    import os  # noqa: PLC0415
+
+    p = Path(dst)
+    if p.is_dir():
+        raise UserError(f"output {p} is a folder; give a file name")
+    if p.suffix.lower() not in suffixes:
+        raise UserError(f"output {p}: {what} are written as {' / '.join(suffixes)}, "
+                        f"not {p.suffix or 'a file without extension'}")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"output {p}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"output {p}: cannot write in {parent} (permission denied)")
+    return p
+
+
+CODES_SUFFIXES = (".safetensors",)
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
 def decode_codes(model: Any, codes: np.ndarray, *, num_samples: int | None = None,
@@ -101,17 +150,33 @@ def decode_codes(model: Any, codes: np.ndarray, *, num_samples: int | None = Non
 def encode_file(src: str | Path, dst: str | Path, *, model_name: str, weights: str | Path,
                 num_codebooks: int | None = None, progress: bool = False,
                 notice: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Encode an audio file to a codes file; returns a summary."""
+    """Encode an audio file to a codes file; returns a summary. The audio is read from disk
+    block by block (:func:`mlx_speech.audio.stream.mono_blocks`), so memory does not grow with
+    the file's length."""
+    import soundfile as sf  # noqa: PLC0415
+
+    from mlx_speech.audio.stream import mono_blocks  # noqa: PLC0415
+
+    check_output(dst, CODES_SUFFIXES, "codes files")
     model = load_codec(model_name, weights, num_codebooks=num_codebooks)
-    wav = read_audio(src, model.sample_rate, notice)
-    codes = encode_wav(model, wav, progress=progress)
+    blocks = mono_blocks(src, model.sample_rate, notice=notice)
+    first = next(blocks)  # opens and checks the file (clear errors) before the bar starts
+    info = sf.info(str(src))
+    total = round(info.frames * model.sample_rate / info.samplerate)
+    codes, n = encode_blocks(model, _chain(first, blocks), total_samples=total,
+                             num_codebooks=num_codebooks, progress=progress)
     save_codes(dst, codes, model=model_name, sample_rate=model.sample_rate,
                frame_rate=model.frame_rate, codebook_size=model.codebook_size,
-               num_samples=wav.size, source=Path(src).name)
+               num_samples=n, source=Path(src).name)
     return {"codes": str(dst), "model": model_name, "num_codebooks": int(codes.shape[1]),
             "frames": int(codes.shape[2]), "frame_rate": model.frame_rate,
-            "seconds": round(wav.size / model.sample_rate, 3),
+            "seconds": round(n / model.sample_rate, 3),
             "kbps": round(codes.shape[1] * np.log2(model.codebook_size) * model.frame_rate / 1000, 3)}
+
+
+def _chain(first: np.ndarray, rest: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
+    yield first
+    yield from rest
 
 
 def decode_file(src: str | Path, dst: str | Path, *, model_name: str, weights: str | Path,
@@ -119,6 +184,7 @@ def decode_file(src: str | Path, dst: str | Path, *, model_name: str, weights: s
     """Decode a codes file to audio (at the codec's rate); returns a summary."""
     from mlx_speech.audio.io import save  # noqa: PLC0415
 
+    check_output(dst, AUDIO_SUFFIXES, "audio files")
     codes: CodesFile = load_codes(src)
     model = load_codec(model_name, weights)
     check_compatible(codes, model=model_name, sample_rate=model.sample_rate,
@@ -134,12 +200,12 @@ def roundtrip_metrics(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> dic
     """SNR (dB), mel distance, and PESQ / STOI where their packages are installed."""
     from mlx_speech.audio import metrics  # noqa: PLC0415
 
-    out: dict[str, Any] = {"snr_db": round(float(metrics.snr(ref, est)), 3),
-                           "mel_distance": round(float(metrics.mel_distance(
-                               ref, est, sample_rate=sample_rate)), 4)}
-    for name, fn in (("pesq", metrics.pesq_score), ("stoi", metrics.stoi_score)):
+    out: dict[str, Any] = {"snr_db": round(float(metrics.snr(ref, est)), 3)}
+    scores = (("mel_distance", lambda r, e, sr: metrics.mel_distance(r, e, sample_rate=sr), 4),
+              ("pesq", metrics.pesq_score, 3), ("stoi", metrics.stoi_score, 3))
+    for name, fn, digits in scores:  # a score the clip is too short for is reported, not fatal
         try:
-            out[name] = round(float(fn(ref, est, sample_rate)), 3)
+            out[name] = round(float(fn(ref, est, sample_rate)), digits)
         except UserError as exc:
             out[name] = f"unavailable ({str(exc).splitlines()[0]})"
     return out
@@ -152,14 +218,16 @@ def roundtrip_file(src: str | Path, dst: str | Path | None, *, model_name: str,
     """Encode + decode an audio file, optionally save the result, and score it."""
     from mlx_speech.audio.io import save  # noqa: PLC0415
 
+    if dst is not None:
+        check_output(dst, AUDIO_SUFFIXES, "audio files")
     model = load_codec(model_name, weights, num_codebooks=num_codebooks)
     wav = read_audio(src, model.sample_rate, notice)
     codes = encode_wav(model, wav, progress=progress)
     out = decode_codes(model, codes, num_samples=wav.size, progress=progress)
     summary: dict[str, Any] = {"model": model_name, "num_codebooks": int(codes.shape[1]),
                                "seconds": round(wav.size / model.sample_rate, 3)}
-    if dst is not None:
+    summary.update(roundtrip_metrics(wav, out, model.sample_rate))  # before writing: no file
+    if dst is not None:                                              # is left by a failure
         save(dst, out, model.sample_rate)
         summary["audio"] = str(dst)
-    summary.update(roundtrip_metrics(wav, out, model.sample_rate))
     return summary
