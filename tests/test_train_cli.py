@@ -36,10 +36,14 @@ def test_train_json_summary_overrides_and_resume(manifest, tmp_path):
     assert summary["step"] == 3 and summary["resumed_from"] is None
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
         "ckpt_00000002.safetensors", "ckpt_00000003.safetensors"]
+    # what a kill -9 inside the metrics log's atomic rewrite leaves behind
+    leftover = tmp_path / "run" / ".metrics.jsonl.k9x_2ab7.jsonl"
+    leftover.write_text('{"step": 1}\n')
     res = _run("train", str(path), "--steps", "5", "--no-progress", "--json")
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["step"] == 5 and summary["resumed_from"].endswith("ckpt_00000003.safetensors")
+    assert not leftover.exists() and "removed an interrupted write: .metrics.jsonl." in res.stderr
 
 
 @pytest.mark.parametrize("extra, args, needle", [
