@@ -63,6 +63,8 @@ def _check_readable(path: str | os.PathLike) -> Path:
         raise AudioError(f"cannot read audio file {p}: permission denied") from None
     except OSError as e:
         raise AudioError(f"cannot read audio file {p}: {e.strerror or type(e).__name__}") from None
+    if p.is_file() and p.stat().st_size == 0:  # libsndfile would say "Format not recognised"
+        raise AudioError(f"cannot read audio file {p}: the file is empty (0 bytes)")
     return p
 
 
