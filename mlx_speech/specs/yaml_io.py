@@ -43,4 +43,4 @@ class StrictSafeLoader(yaml.SafeLoader):
 
 def load_strict(text: str) -> Any:
     """``yaml.safe_load`` that refuses duplicate mapping keys (see the module docstring)."""
-    return yaml.load(text, Loader=StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=StrictSafeLoader)  # a SafeLoader subclass: safe
