@@ -102,6 +102,32 @@ def test_info_and_convert(tmp_path):
     assert silent["peak"] == 0.0 and silent["rms_dbfs"] == -200.0
 
 
+def _write_mp3(path, x, sr):
+    if "MP3" not in sf.available_formats():
+        pytest.skip(f"libsndfile {sf.__libsndfile_version__} cannot write MP3 (needs >= 1.1 with lame)")
+    sf.write(path, x, sr, format="MP3")
+    return path
+
+
+def test_convert_mp3_to_wav_and_flac(tmp_path):
+    # WAV + MPEG_LAYER_III passes check_format but libsndfile cannot write it: use PCM_16.
+    src = _write_mp3(tmp_path / "in.mp3", _sine(16000, 440.0, amp=0.3), 16000)
+    for name in ("out.wav", "out.flac"):
+        got = io.info(io.convert(src, tmp_path / name))
+        assert (got["sample_rate"], got["subtype"]) == (16000, "PCM_16")
+        assert got["peak"] == pytest.approx(0.3, abs=0.05)
+
+
+@pytest.mark.parametrize("src_subtype,dst_ext,expected", [
+    ("FLOAT", "wav", "FLOAT"), ("PCM_24", "flac", "PCM_24"), ("FLOAT", "flac", "PCM_16"),
+    ("ULAW", "wav", "PCM_16"), ("PCM_U8", "flac", "PCM_16"),
+], ids=["float-kept", "pcm24-kept", "float-to-flac", "ulaw-not-kept", "u8-not-in-flac"])
+def test_convert_keeps_only_sample_subtypes_the_destination_writes(tmp_path, src_subtype, expected, dst_ext):
+    src = tmp_path / "src.wav"
+    sf.write(src, _sine(16000, seconds=0.1), 16000, subtype=src_subtype)
+    assert io.info(io.convert(src, tmp_path / f"dst.{dst_ext}"))["subtype"] == expected
+
+
 def test_save_clips_pcm_but_not_float(tmp_path):
     x = np.array([0.0, 1.5, -2.0, 0.25], np.float32)
     y, _ = io.load(io.save(tmp_path / "pcm.wav", x, 16000))
@@ -162,6 +188,46 @@ def test_text_file_named_wav(tmp_path):
     with pytest.raises(AudioError) as e:
         io.load(fake)
     _assert_clean_error(e, "cannot read", "notes.wav", "not recognised")
+
+
+def test_random_bytes_named_mp3(tmp_path):
+    fake = tmp_path / "song.mp3"
+    fake.write_bytes(np.random.default_rng(0).bytes(3000))
+    with pytest.raises(AudioError) as e:
+        io.load(fake)
+    _assert_clean_error(e, "song.mp3", "not a readable audio file", "MP3")
+    assert "pipe" not in str(e.value) and "does not exist" not in str(e.value)
+
+
+def test_unreadable_file_says_permission_denied(tmp_path, monkeypatch):
+    path = io.save(tmp_path / "secret.wav", _sine(16000, seconds=0.1), 16000)
+    if os.geteuid() != 0:  # root reads through chmod 000, so simulate it there
+        path.chmod(0)
+    else:
+        def denied(file, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(file))
+
+        monkeypatch.setattr(io, "open", denied, raising=False)
+    for call in (io.load, io.info):
+        with pytest.raises(AudioError) as e:
+            call(path)
+        _assert_clean_error(e, "secret.wav", "permission denied")
+        assert "no such file" not in str(e.value).lower()
+
+
+@pytest.mark.parametrize("error", ["oserror", "libsndfile"])
+def test_write_error_names_the_destination_not_the_temp_file(tmp_path, monkeypatch, error):
+    def fail(file, *args, **kwargs):
+        if error == "oserror":
+            raise OSError(28, "No space left on device", str(file))
+        raise sf.LibsndfileError(2, prefix=f"Error writing {str(file)!r}: ")
+
+    monkeypatch.setattr(io.sf, "write", fail)
+    with pytest.raises(AudioError) as e:
+        io.save(tmp_path / "dest.wav", _sine(16000, seconds=0.1), 16000)
+    _assert_clean_error(e, "write failed", "dest.wav")
+    assert ".part" not in str(e.value) and ".dest.wav." not in str(e.value)
+    assert os.listdir(tmp_path) == []
 
 
 def test_empty_audio(tmp_path):

@@ -60,6 +60,20 @@ def test_invalid_yaml_and_non_mapping():
         MelSpec.from_yaml("- 1\n- 2\n")
 
 
+def test_duplicate_key_is_an_error(tmp_path):
+    # safe_load keeps the last value without a word; a repeated key is almost surely a mistake.
+    with pytest.raises(SpecError, match=r"invalid YAML at line 3, column 1: duplicate key 'n_mels' \(first given at line 1\)"):
+        MelSpec.from_yaml("n_mels: 80\nhop_length: 256\nn_mels: 128\n")
+    path = tmp_path / "mel.yaml"
+    path.write_text("n_mels: 80\nn_mels: 80\n")
+    with pytest.raises(SpecError, match=r"mel.yaml: invalid YAML at line 2, column 1: duplicate key 'n_mels'"):
+        MelSpec.from_yaml(path)
+    # anchors and merge keys stay usable: an explicit key overrides a merged one
+    from mlx_speech.specs.yaml_io import load_strict
+
+    assert load_strict("a: &b {x: 1, y: 2}\nc:\n  <<: *b\n  x: 3\n")["c"] == {"x": 3, "y": 2}
+
+
 def test_missing_file():
     with pytest.raises(SpecError, match="config file not found"):
         MelSpec.from_yaml("does/not/exist.yaml")

@@ -36,10 +36,14 @@ def test_train_json_summary_overrides_and_resume(manifest, tmp_path):
     assert summary["step"] == 3 and summary["resumed_from"] is None
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
         "ckpt_00000002.safetensors", "ckpt_00000003.safetensors"]
+    # what a kill -9 inside the metrics log's atomic rewrite leaves behind
+    leftover = tmp_path / "run" / ".metrics.jsonl.k9x_2ab7.jsonl"
+    leftover.write_text('{"step": 1}\n')
     res = _run("train", str(path), "--steps", "5", "--no-progress", "--json")
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["step"] == 5 and summary["resumed_from"].endswith("ckpt_00000003.safetensors")
+    assert not leftover.exists() and "removed an interrupted write: .metrics.jsonl." in res.stderr
 
 
 @pytest.mark.parametrize("extra, args, needle", [
@@ -48,7 +52,11 @@ def test_train_json_summary_overrides_and_resume(manifest, tmp_path):
     ("task: nope\n", [], "unknown task 'nope'"),
     ("optimizer: {groups: [{name: g, match: ['decoder.*']}]}\n", [], "match no parameter"),
     ("data: {sources: [{kind: manifest, path: /nonexistent/m.jsonl}]}\n", [], "manifest not found"),
-], ids=["typo", "override-typo", "task", "group", "missing-data"])
+    ("model: {dim: 8}\n", [], "invalid YAML at line 5, column 1: duplicate key 'model' (first given at line 2)"),
+    ("optimizer: {lr: 1.0e-3, lr: 1.0e-2}\n", [], "line 5, column 25: duplicate key 'lr'"),
+    ("", ["--set", "optimizer={lr: 1, lr: 2}"], "--set optimizer: value"),
+], ids=["typo", "override-typo", "task", "group", "missing-data", "duplicate-key", "duplicate-nested",
+        "duplicate-override"])
 def test_user_errors_are_one_line_exit_2(manifest, tmp_path, extra, args, needle):
     path = _recipe(tmp_path, manifest)
     text = path.read_text()
@@ -77,13 +85,16 @@ def test_missing_recipe_file(tmp_path):
     (["bogus", "--config", "{recipe}"], "unknown train target 'bogus'"),
     (["bogus"], "config file not found: bogus (targets: hifigan, mimi9, tts"),
     (["tts", "--config", "{bad}"], "invalid YAML at line 3, column 1: expected ',' or ']'"),
+    (["tts", "--config", "{dup}"], "invalid YAML at line 2, column 1: duplicate key 'task'"),
 ], ids=["mimi9-wrong-task", "hifigan-wrong-task", "tts-gets-trainer-recipe", "unknown-target",
-        "unknown-name", "bad-yaml"])
+        "unknown-name", "bad-yaml", "duplicate-key"])
 def test_train_targets_check_the_recipe_first(manifest, tmp_path, args, needle):
     recipe = _recipe(tmp_path, manifest)
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  dim: [1, 2\n")
-    args = [a.format(recipe=recipe, bad=bad) for a in args]
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("task: tts\ntask: mel_denoise\n")
+    args = [a.format(recipe=recipe, bad=bad, dup=dup) for a in args]
     res = CliRunner().invoke(cli, ["train", *args, "--no-progress"])
     assert res.exit_code == 2, res.output
     assert needle in res.output and res.output.startswith("error: "), res.output

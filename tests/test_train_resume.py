@@ -99,6 +99,8 @@ def test_kill_during_checkpoint_write_then_resume_is_exact(manifest, tmp_path, b
     # The write was cut off: step 20 never appeared, step 10 is intact, a temp file is left.
     assert [s for s, _ in CheckpointManager(ckpts).list()] == [10]
     assert temp.exists()
+    # A kill inside the metrics log's atomic rewrite (at resume) would leave its temp file too.
+    (out / ".metrics.jsonl.k9x_2ab7.jsonl").write_text('{"step": 1}\n')
     arrays, meta, state = CheckpointManager.load(ckpts / "ckpt_00000010.safetensors")
     assert state["step"] == 10 and meta["format"] == backend and "model.in_proj.weight" in arrays
 
@@ -108,6 +110,8 @@ def test_kill_during_checkpoint_write_then_resume_is_exact(manifest, tmp_path, b
     assert "removed an interrupted checkpoint write" in done.stderr
     assert "resumed from" in done.stderr and "ckpt_00000010" in done.stderr
     assert not list(ckpts.glob(".ckpt_*"))
+    hidden = [p.name for d in (out, ckpts) for p in d.iterdir() if p.name.startswith(".")]
+    assert hidden == [], f"temporary files left after resume: {hidden}"
 
     a, _, sa = CheckpointManager.load(tmp_path / "straight" / "checkpoints" / "ckpt_00000020.safetensors")
     b, _, sb = CheckpointManager.load(ckpts / "ckpt_00000020.safetensors")

@@ -56,14 +56,40 @@ def _check_readable(path: str | os.PathLike) -> Path:
         raise AudioError(f"audio file not found: {p}")
     if p.is_dir():
         raise AudioError(f"expected an audio file but got a directory: {p}")
+    try:  # libsndfile reports an unreadable file as "No such file or directory"
+        with open(p, "rb"):
+            pass
+    except PermissionError:
+        raise AudioError(f"cannot read audio file {p}: permission denied") from None
+    except OSError as e:
+        raise AudioError(f"cannot read audio file {p}: {e.strerror or type(e).__name__}") from None
+    if p.is_file() and p.stat().st_size == 0:  # libsndfile would say "Format not recognised"
+        raise AudioError(f"cannot read audio file {p}: the file is empty (0 bytes)")
     return p
+
+
+def _claimed_format(p: Path) -> str:
+    ext = p.suffix.lower().lstrip(".")
+    return {"oga": "OGG", "opus": "OGG", "aif": "AIFF", "wave": "WAV"}.get(ext, ext.upper())
+
+
+def _read_failure(e: BaseException, p: Path) -> AudioError:
+    """The one-line error for a file libsndfile refused to open or decode."""
+    reason = _one_line(e, p)
+    # The file exists and is readable (checked first), so libsndfile's "File does not exist or
+    # is not a regular file (possibly a pipe?)" (what the MP3 decoder says of garbage) is wrong.
+    if "possibly a pipe" in reason or "does not exist" in reason:
+        fmt = _claimed_format(p)
+        reason = (f"not a readable audio file (the name says {fmt}, but the contents do not decode as {fmt})"
+                  if fmt else "not a readable audio file")
+    return AudioError(f"cannot read audio file {p}: {reason}")
 
 
 def _open_info(p: Path):
     try:
         meta = sf.info(str(p))
     except (sf.SoundFileError, RuntimeError, OSError) as e:
-        raise AudioError(f"cannot read audio file {p}: {_one_line(e, p)}") from None
+        raise _read_failure(e, p) from None
     m = _DATA_SIZE_LOG.search(meta.extra_info or "")
     if m and _PLACEHOLDER_MIN > int(m.group(1)) > int(m.group(2)):
         raise AudioError(
@@ -100,7 +126,7 @@ def load(path: str | os.PathLike, sr: int | None = None, mono: bool = True) -> t
     try:
         data, file_sr = sf.read(str(p), dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, OSError) as e:
-        raise AudioError(f"cannot read audio file {p}: {_one_line(e, p)}") from None
+        raise _read_failure(e, p) from None
     if data.shape[0] == 0:
         raise AudioError(f"audio file {p} is empty (0 frames)")
     if not np.isfinite(data).all():
@@ -130,8 +156,7 @@ def _validate_wav(wav, path: Path) -> np.ndarray:
 
 
 def _format_for(path: Path) -> str:
-    ext = path.suffix.lower().lstrip(".")
-    fmt = {"oga": "OGG", "opus": "OGG", "aif": "AIFF", "wave": "WAV"}.get(ext, ext.upper())
+    fmt = _claimed_format(path)
     if fmt not in sf.available_formats():
         raise AudioError(f"save({path}): unknown audio file extension {path.suffix!r} (use .wav, .flac or .ogg)")
     return fmt
@@ -166,12 +191,24 @@ def save(path: str | os.PathLike, wav, sr: int, *, subtype: str | None = "PCM_16
     if subtype not in ("FLOAT", "DOUBLE"):
         x = np.clip(x, -1.0, 1.0)
 
+    tmp = None
     try:
         with atomic_path(p, suffix=".part") as tmp:
             sf.write(tmp, x.T if x.ndim == 2 else x, sr, subtype=subtype, format=fmt)
     except (sf.SoundFileError, RuntimeError, OSError, ValueError) as e:
-        raise AudioError(f"save({p}): write failed: {_one_line(e, p)}") from None
+        raise AudioError(f"save({p}): write failed: {_write_reason(e, tmp, p)}") from None
     return p
+
+
+def _write_reason(e: BaseException, tmp: Path | None, dest: Path) -> str:
+    """Why a save failed, naming ``dest`` and never the hidden temporary file it wrote first."""
+    if isinstance(e, OSError) and e.strerror:  # str(e) would end in the temporary file's name
+        named = e.filename is not None and str(e.filename) not in (str(tmp), str(dest))
+        return f"{e.strerror}: {e.filename}" if named else e.strerror
+    msg = " ".join(str(e).split())
+    if tmp is not None:
+        msg = msg.replace(str(tmp), str(dest))
+    return re.sub(r"^Error opening .*?: ", "", msg) or type(e).__name__
 
 
 def info(path: str | os.PathLike) -> dict:
@@ -194,7 +231,7 @@ def info(path: str | os.PathLike) -> dict:
                 sum_sq += float(np.square(block).sum())
                 count += block.size
     except (sf.SoundFileError, RuntimeError, OSError) as e:
-        raise AudioError(f"cannot read audio file {p}: {_one_line(e, p)}") from None
+        raise _read_failure(e, p) from None
     rms = np.sqrt(sum_sq / count) if count else 0.0
     return {
         "sample_rate": int(meta.samplerate),
@@ -218,13 +255,24 @@ def convert(
 ) -> Path:
     """Re-encode ``src`` as ``dst`` (format from ``dst``'s extension), optionally resampled / mono.
 
-    ``subtype=None`` keeps the source subtype when the destination format supports it, else
-    uses the destination format's default. Returns ``dst`` as a Path (written atomically).
+    ``subtype=None`` keeps the source subtype when it is a PCM / float one the destination
+    format writes; else the destination's default (FLOAT instead where the source was float and
+    the destination holds it). Returns ``dst`` as a Path (written atomically).
     """
     src_meta = _open_info(_check_readable(src))
     x, rate = load(src, sr=sr, mono=mono)
     dst = Path(dst)
     if subtype is None:
-        fmt = _format_for(dst)
-        subtype = src_meta.subtype if sf.check_format(fmt, src_meta.subtype) else sf.default_subtype(fmt)
+        subtype = _convert_subtype(src_meta.subtype, _format_for(dst))
     return save(dst, x, rate, subtype=subtype)
+
+
+def _convert_subtype(src_subtype: str, fmt: str) -> str:
+    # check_format alone is not enough: it says yes to WAV + MPEG_LAYER_III, which libsndfile
+    # then cannot write ("Supported file format but unsupported encoding").
+    sample_coded = src_subtype.startswith("PCM_") or src_subtype in ("FLOAT", "DOUBLE")
+    if sample_coded and sf.check_format(fmt, src_subtype):
+        return src_subtype
+    if src_subtype in ("FLOAT", "DOUBLE") and sf.check_format(fmt, "FLOAT"):
+        return "FLOAT"
+    return sf.default_subtype(fmt)

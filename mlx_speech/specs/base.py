@@ -23,6 +23,7 @@ from typing import Any, ClassVar, TypeVar
 import yaml
 
 from mlx_speech.errors import SpecError
+from mlx_speech.specs.yaml_io import load_strict
 
 S = TypeVar("S", bound="Spec")
 
@@ -143,7 +144,7 @@ class Spec:
         else:
             text = str(source)
         try:
-            data = yaml.safe_load(text)
+            data = load_strict(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -33,6 +33,7 @@ from mlx_speech.train.checkpoint import CheckpointManager
 from mlx_speech.train.monitor import MemoryGuard, MetricsLog, Progress, ThermalGate, macos_thermal_state
 from mlx_speech.train.schedule import lr_factor
 from mlx_speech.train.task_base import Task, get_task
+from mlx_speech.utils.atomic import remove_stale_temps
 
 _VAL_STREAM = 0x7A1
 
@@ -210,6 +211,8 @@ class TrainLoop:
         if self.is_main:
             for p in self.ckpt.clean_temps():
                 self.say(f"removed an interrupted checkpoint write: {p.name}")
+            for p in remove_stale_temps(self.out_dir):  # e.g. the metrics log's rewrite
+                self.say(f"removed an interrupted write: {p.name}")
         found = self.ckpt.load_latest()
         if found is None:
             return None

@@ -14,6 +14,7 @@ import yaml
 from mlx_speech.errors import SpecError
 from mlx_speech.registry import resolve
 from mlx_speech.specs.train import TrainSpec
+from mlx_speech.specs.yaml_io import load_strict
 
 BACKENDS = ("mlx", "torch")
 
@@ -24,7 +25,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     if not sep or not key.strip():
         raise SpecError(f"--set expects key=value, got {assignment!r}")
     try:
-        value = yaml.safe_load(raw)
+        value = load_strict(raw)
     except yaml.YAMLError:
         raise SpecError(f"--set {key}: value {raw!r} is not valid YAML") from None
     parts = key.strip().split(".")

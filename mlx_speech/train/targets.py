@@ -21,6 +21,7 @@ import yaml
 
 from mlx_speech.errors import SpecError
 from mlx_speech.registry import targets
+from mlx_speech.specs.yaml_io import load_strict
 
 
 def recipe_path(name: str) -> Path:
@@ -39,7 +40,7 @@ def _read_mapping(path: Path) -> dict:
         raise SpecError(f"config file not found: {path}" + ("" if path.suffix in (".yaml", ".yml")
                         else f" (targets: {', '.join(sorted(targets()))}; or a recipe .yaml path)"))
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_strict(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

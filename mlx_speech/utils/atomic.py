@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+# The names atomic_path gives its temporary files: "." + destination name + "." + mkstemp's 8
+# random characters + a suffix, e.g. ".metrics.jsonl.k2x_9abc.jsonl", ".voice.json.abcd1234.json".
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.[A-Za-z0-9]+$")
 
 
 @contextlib.contextmanager
@@ -46,3 +51,24 @@ def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> None:
 
 def atomic_write_text(dest: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(dest, text.encode("utf-8"))
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` looks like a temporary file of :func:`atomic_path`."""
+    return bool(_TEMP_NAME.match(name))
+
+
+def remove_stale_temps(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files an interrupted :func:`atomic_path` left in ``directory``.
+
+    A ``kill -9`` between ``mkstemp`` and ``os.replace`` leaves one behind; call this only where
+    no other writer can be active (e.g. when a training run resumes). Not recursive. Returns the
+    removed paths.
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    stale = sorted(p for p in d.iterdir() if is_temp_name(p.name) and p.is_file())
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
