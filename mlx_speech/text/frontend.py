@@ -97,5 +97,18 @@ class TextFrontend:
             if len(phones) > 2:
                 out.append(Utterance(sent, tuple(phones), tuple(self.table.encode(phones))))
         if not out:
-            raise TextError(f"nothing speakable in {text[:60]!r} (no letters or digits)")
+            raise TextError(f"nothing speakable in {text[:60]!r} {_why_unspeakable(text, lang)}")
         return out
+
+
+def _why_unspeakable(text: str, lang: str) -> str:
+    """The reason for an empty phone sequence: no letters at all, or letters of a script the
+    language's frontend does not read (Hindi text given to an English voice)."""
+    import unicodedata  # noqa: PLC0415
+
+    letters = [c for c in text if c.isalpha()]
+    if not letters and not any(c.isdigit() for c in text):
+        return "(no letters or digits)"
+    scripts = sorted({unicodedata.name(c, "UNKNOWN").split()[0].title() for c in letters})
+    return (f"for language {lang!r}: the text is in {', '.join(scripts) or 'another'} script, "
+            f"which this voice does not speak; use a voice for that language")

@@ -73,6 +73,25 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     return arrays, meta
 
 
+def _pickle_refusal(exc: BaseException) -> str:
+    """One line on why a pickle was not loaded. torch's own message advises loading with
+    ``weights_only=False``, which would run the file's code: never repeat that; keep only
+    the unpickler's reason (e.g. ``Unsupported global: GLOBAL posix.system``)."""
+    text = str(exc)
+    if "weights_only" not in text and "WeightsUnpickler" not in text:
+        return f"unreadable torch checkpoint ({_first_line(exc)})"
+    lines = [ln.strip() for ln in text.splitlines()]
+    why = ""
+    for i, ln in enumerate(lines):
+        if "WeightsUnpickler error:" in ln:
+            rest = ln.split("WeightsUnpickler error:", 1)[1].strip()
+            why = rest or next((x for x in lines[i + 1:] if x), "")
+            break
+    why = why if why and "weights_only" not in why else "objects other than tensors"
+    return (f"refused or unreadable torch checkpoint: only tensors-only pickles load ({why[:160]}); "
+            f"nothing in it was run and it was not loaded")
+
+
 def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     """Every tensor of a safetensors file as numpy, with no framework: bfloat16 (which numpy
     lacks) is widened to float32 exactly, from its raw bits. Clear errors for missing, empty
@@ -114,8 +133,7 @@ def load_pickle_state(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - unsafe or corrupt pickles land here
-        raise CheckpointError(f"{path}: refused or unreadable torch checkpoint "
-                              f"(only plain tensors are loaded: {_first_line(exc)})") from None
+        raise CheckpointError(f"{path}: {_pickle_refusal(exc)}") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
