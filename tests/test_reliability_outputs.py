@@ -136,3 +136,18 @@ def test_encode_reads_the_file_in_blocks(setup, tmp_path, monkeypatch):  # noqa:
     assert len(sizes) == 8 and max(sizes) == 4096 and sum(sizes) == 30000
     from mlx_speech.pipelines.codec import encode_wav
     assert np.array_equal(load_codes(codes).codes, encode_wav(model, sf.read(src, dtype="float32")[0]))
+
+
+def test_stale_temp_cleanup_spares_user_files(tmp_path):
+    from mlx_speech.utils.atomic import atomic_write_text, remove_stale_temps
+
+    atomic_write_text(tmp_path / "metrics.jsonl", "{}\n")
+    stale = ".metrics.jsonl.k2x_9abc.jsonl"  # what a kill -9 before the rename leaves
+    (tmp_path / stale).write_bytes(b"partial")
+    keep = [".notes.txt.abcd1234.md", ".bashrc", "user.jsonl", ".config.yaml.12345678"]
+    for name in keep:
+        (tmp_path / name).write_text("user data")
+    removed = remove_stale_temps(tmp_path)
+    assert [p.name for p in removed] == [stale]
+    assert all((tmp_path / name).read_text() == "user data" for name in keep)
+    assert (tmp_path / "metrics.jsonl").read_text() == "{}\n"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 # The names atomic_path gives its temporary files: "." + destination name + "." + mkstemp's 8
 # random characters + a suffix, e.g. ".metrics.jsonl.k2x_9abc.jsonl", ".voice.json.abcd1234.json".
-_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.[A-Za-z0-9]+$")
+_TEMP_NAME = re.compile(r"^\.(?P<dest>.+)\.[a-z0-9_]{8}(?P<suffix>\.[A-Za-z0-9]+)$")
 
 
 @contextlib.contextmanager
@@ -54,8 +54,14 @@ def atomic_write_text(dest: str | os.PathLike[str], text: str) -> None:
 
 
 def is_temp_name(name: str) -> bool:
-    """Whether ``name`` looks like a temporary file of :func:`atomic_path`."""
-    return bool(_TEMP_NAME.match(name))
+    """Whether ``name`` is a temporary file of :func:`atomic_path`: the destination's name,
+    mkstemp's 8 characters and the destination's own suffix (``.tmp`` for a name without one),
+    so a user's hidden file is not mistaken for one."""
+    m = _TEMP_NAME.match(name)
+    if m is None:
+        return False
+    dest, suffix = m.group("dest"), m.group("suffix")
+    return dest.endswith(suffix) or (suffix == ".tmp" and "." not in dest)
 
 
 def remove_stale_temps(directory: str | os.PathLike[str]) -> list[Path]:
