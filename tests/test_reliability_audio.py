@@ -183,3 +183,13 @@ def test_cli_bad_audio_is_one_line_exit_2(tmp_path, case, command):
     assert res.stdout == "" and res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
     assert needle in res.stderr and src.name in res.stderr, res.stderr
     assert not dst.exists() and not (tmp_path / "out").exists()
+
+
+def test_random_bytes_named_mp3_print_one_line_in_a_real_process(tmp_path):
+    """Refused before libsndfile's MP3 decoder sees it, which prints its own notes to stderr."""
+    path = tmp_path / "noise.mp3"
+    path.write_bytes(bytes(np.random.default_rng(7).integers(0, 256, 3000, dtype=np.uint8)))
+    out = subprocess.run([sys.executable, "-m", "cli", "audio", "inspect", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "the name says MP3" in out.stderr
