@@ -45,7 +45,8 @@ def convert_file(src: str | Path, dst: str | Path, *, target: str) -> dict[str, 
     except ValueError as exc:  # a tensor whose rank does not fit its declared layout
         raise CheckpointError(f"{where}: {exc}") from None
     check_state(as_mlx, flatten_tree(module.parameters()), where=where, what=meta["model"])
-    out = convert_arrays(arrays, kinds, source=meta["format"], target=target, where=where)
+    out = as_mlx if target == "mlx" else convert_arrays(arrays, kinds, source=meta["format"],
+                                                        target=target, where=where)
     extra = {k: v for k, v in meta.items() if k not in {"format", "model", "spec", "mlx_speech"}}
     save_checkpoint(dst, out, fmt=target, model=meta["model"], spec=spec, extra=extra)
     return {**meta, "format": target, "num_tensors": len(out)}

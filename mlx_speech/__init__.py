@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlx_speech._version import __version__
+
 __all__ = ["__version__", "accelerate", "load"]
 
 

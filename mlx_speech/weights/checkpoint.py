@@ -100,9 +100,9 @@ def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
 
     path = _existing(path)
     try:
-        header = _header(path)
+        base, header = _header(path)
         with safe_open(str(path), framework="np") as fh:
-            return {name: _bf16(path, header, name) if header[name]["dtype"] == "BF16"
+            return {name: _bf16(path, base, header[name]) if header[name]["dtype"] == "BF16"
                     else fh.get_tensor(name) for name in fh.keys()}
     except CheckpointError:
         raise
@@ -110,19 +110,19 @@ def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
 
 
-def _header(path: Path) -> dict[str, Any]:
+def _header(path: Path) -> tuple[int, dict[str, Any]]:
+    """``(offset of the data, header)`` of a safetensors file."""
     with open(path, "rb") as fh:
         n = int.from_bytes(fh.read(8), "little")
-        return json.loads(fh.read(n))
+        return 8 + n, json.loads(fh.read(n))
 
 
-def _bf16(path: Path, header: dict[str, Any], name: str) -> np.ndarray:
-    start, end = header[name]["data_offsets"]
+def _bf16(path: Path, base: int, entry: dict[str, Any]) -> np.ndarray:
+    start, end = entry["data_offsets"]
     with open(path, "rb") as fh:
-        base = 8 + int.from_bytes(fh.read(8), "little")
         fh.seek(base + start)
         raw = np.frombuffer(fh.read(end - start), dtype="<u2")
-    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(header[name]["shape"])
+    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(entry["shape"])
 
 
 def load_pickle_state(path: str | Path) -> dict[str, Any]:
@@ -166,12 +166,3 @@ def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
-
-# --- whole models ------------------------------------------------------------------------------
-
-
-def _check_shapes(path: str | Path, arrays: dict[str, np.ndarray], expected: dict[str, tuple]) -> None:
-    bad = [f"{k} {tuple(arrays[k].shape)} != {expected[k]}" for k in expected
-           if k in arrays and tuple(arrays[k].shape) != expected[k]]
-    if bad:
-        raise CheckpointError(f"{path}: shape mismatch: {'; '.join(bad[:4])}")

@@ -1,9 +1,9 @@
-"""MLX module <-> torch_ref state dict, names unchanged, layouts by declared kind.
+"""The framework-free module walk behind every layout conversion.
 
 ``param_kinds(module)`` walks an MLX module tree (or its torch_ref twin, whose layers declare
 the same ``PARAM_KINDS``, so the torch side converts without MLX installed) and returns
-``{flat.name: kind}`` from each owning module's ``PARAM_KINDS``. Everything else here is a thin, asserted use of it.
-Imports mlx lazily (only the functions that receive an MLX module need it).
+``{flat.name: kind}`` from each owning module's ``PARAM_KINDS``; ``flatten_tree`` flattens MLX's
+nested parameter dicts to dotted names. Imports neither mlx nor torch.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 
 
 def flatten_tree(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -53,10 +52,3 @@ def _as_numpy(v: Any) -> np.ndarray:
             v = v.float()
         return v.numpy()
     return np.asarray(v)
-
-
-def _short(names: list[str], n: int = 6) -> str:
-    if not names:
-        return "none"
-    more = f" (+{len(names) - n} more)" if len(names) > n else ""
-    return ", ".join(names[:n]) + more

@@ -8,10 +8,7 @@ from typing import Any
 
 from mlx_speech.models.hifigan.official import config_beside, official_state, spec_from_config
 from mlx_speech.models.hifigan.spec import HiFiGANSpec
-from mlx_speech.weights.core import flatten_tree, param_kinds
-from mlx_speech.weights.layout import to_mlx
-from mlx_speech.weights.mlx import load_arrays
-from mlx_speech.weights.strict import check_state
+from mlx_speech.weights.mlx import load_torch_state_into_mlx
 
 
 def load_official_generator(path: str | Path, spec: HiFiGANSpec | None = None, *,
@@ -22,13 +19,7 @@ def load_official_generator(path: str | Path, spec: HiFiGANSpec | None = None, *
     state = official_state(path)
     weight_norm = any(k.endswith(".weight_g") for k in state)
     spec = (spec or HiFiGANSpec()).replace(weight_norm=weight_norm)
-    model = HiFiGANGenerator(spec)
-    kinds = param_kinds(model)
-    own = flatten_tree(model.parameters())
-    check_state(state, own, where=str(path), what="the HiFi-GAN spec", shapes=False)
-    arrays = {k: to_mlx(kinds[k], v, k) for k, v in state.items()}
-    check_state(arrays, own, where=str(path), what="the HiFi-GAN spec")
-    load_arrays(model, arrays)
+    model = load_torch_state_into_mlx(HiFiGANGenerator(spec), state, where=str(path))
     if fold_weight_norm:
         model.remove_weight_norm()
     model.eval()
