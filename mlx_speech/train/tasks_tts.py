@@ -43,6 +43,14 @@ def _first(w: Any) -> Any:
     return w[0] if isinstance(w, mx.array) and w.ndim else w
 
 
+def aligner_log_attention(model: Any, b: dict[str, Any]) -> mx.array:
+    """The aligner's ``(B, T, N)`` log attention (with the batch's prior) for the batch's rows."""
+    lang = b.get("language", mx.zeros((b["ids"].shape[0],), dtype=mx.int32))
+    scores = model.alignment_scores(b["ids"], b["lengths"], b["mel"], lang)
+    return log_attention(scores, b["log_prior"], sequence_mask(b["lengths"], b["ids"].shape[1]),
+                         sequence_mask(b["mel_lengths"], b["mel"].shape[1]))
+
+
 def tts_loss(model: Any, b: dict[str, Any], log_att: Any = None) -> tuple[Any, dict[str, Any]]:
     """L1 mel + MSE of log(1 + duration), normalised pitch and energy (masked means); with
     ``log_prior`` in the batch (learned alignment) also the aligner's forward-sum loss and the
@@ -68,10 +76,7 @@ def tts_loss(model: Any, b: dict[str, Any], log_att: Any = None) -> tuple[Any, d
         from mlx_speech.models.tts.fastspeech import alignment_matrix  # noqa: PLC0415
         from mlx_speech.train.tts_align import binarization_loss, forward_sum_loss  # noqa: PLC0415
 
-        la = log_att
-        if la is None:
-            scores = model.alignment_scores(b["ids"], b["lengths"], b["mel"], b.get("language", zeros))
-            la = log_attention(scores, b["log_prior"], out["phone_mask"], sequence_mask(b["mel_lengths"], frames))
+        la = aligner_log_attention(model, b) if log_att is None else log_att
         parts["align"] = forward_sum_loss(la, b["lengths"], b["mel_lengths"])
         parts["bin"] = binarization_loss(la, alignment_matrix(b["durations"], frames))
         total = total + _first(b["align_weight"]) * parts["align"] + _first(b["bin_weight"]) * parts["bin"]
@@ -81,12 +86,9 @@ def tts_loss(model: Any, b: dict[str, Any], log_att: Any = None) -> tuple[Any, d
 def mlx_log_attention_fn(model: Any, language: int) -> Any:
     """``nb -> (B, T, N)`` numpy log attention of an MLX model (for :func:`learned_batch`)."""
     def fn(nb: dict[str, np.ndarray]) -> np.ndarray:
-        ids, lengths = mx.array(nb["ids"]), mx.array(nb["lengths"])
-        lang = mx.full((ids.shape[0],), language, dtype=mx.int32)
-        scores = model.alignment_scores(ids, lengths, mx.array(nb["mel"]), lang)
-        mel_mask = sequence_mask(mx.array(nb["mel_lengths"]), nb["mel"].shape[1])
-        la = log_attention(scores, mx.array(nb["log_prior"]), sequence_mask(lengths, ids.shape[1]), mel_mask)
-        return np.array(mx.stop_gradient(la))
+        b = {k: mx.array(nb[k]) for k in ("ids", "lengths", "mel", "mel_lengths", "log_prior")}
+        b["language"] = mx.full((b["ids"].shape[0],), language, dtype=mx.int32)
+        return np.array(mx.stop_gradient(aligner_log_attention(model, b)))
 
     return fn
 
@@ -121,9 +123,7 @@ class TTSTask(TTSBase):
 
     def log_attention(self, model: nn.Module, b: dict[str, mx.array]) -> mx.array:
         """The aligner's ``(B, T, N)`` log attention (with the prior) for the step's rows."""
-        scores = model.alignment_scores(b["ids"], b["lengths"], b["mel"], b["language"])
-        return log_attention(scores, b["log_prior"], sequence_mask(b["lengths"], b["ids"].shape[1]),
-                             sequence_mask(b["mel_lengths"], b["mel"].shape[1]))
+        return aligner_log_attention(model, b)
 
     def durations(self, model: nn.Module, b: dict[str, mx.array], la: mx.array | None = None
                   ) -> dict[str, np.ndarray]:

@@ -28,6 +28,16 @@ def _first(w: Any) -> Any:
     return w[0] if isinstance(w, torch.Tensor) and w.ndim else w
 
 
+def aligner_log_attention(model: FastSpeech2, b: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The aligner's ``(B, T, N)`` log attention (with the batch's prior) for the batch's rows."""
+    ids = b["ids"].long()
+    lang = b["language"].long() if "language" in b else torch.zeros(ids.shape[0], dtype=torch.long,
+                                                                       device=ids.device)
+    scores = model.alignment_scores(ids, b["lengths"], b["mel"], lang)
+    return log_attention(scores, b["log_prior"], sequence_mask(b["lengths"], ids.shape[1]),
+                         sequence_mask(b["mel_lengths"], b["mel"].shape[1]))
+
+
 def tts_loss(model: FastSpeech2, b: dict[str, Any], log_att: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L1 mel + MSE of log(1 + duration), normalised pitch and energy (masked means); with
@@ -49,31 +59,11 @@ def tts_loss(model: FastSpeech2, b: dict[str, Any], log_att: torch.Tensor | None
     total = mel_l + dur_l + 0.1 * pitch_l + 0.1 * energy_l
     parts = {"mel": mel_l, "duration": dur_l, "pitch": pitch_l, "energy": energy_l}
     if "log_prior" in b:
-        la = log_att
-        if la is None:
-            scores = model.alignment_scores(b["ids"], b["lengths"], b["mel"], b.get("language", zeros))
-            la = log_attention(scores, b["log_prior"], out["phone_mask"], sequence_mask(b["mel_lengths"], frames))
+        la = aligner_log_attention(model, b) if log_att is None else log_att
         parts["align"] = forward_sum_loss(la, b["lengths"], b["mel_lengths"])
         parts["bin"] = binarization_loss(la, alignment_matrix(b["durations"], frames))
         total = total + _first(b["align_weight"]) * parts["align"] + _first(b["bin_weight"]) * parts["bin"]
     return total, parts
-
-
-def torch_log_attention_fn(model: FastSpeech2, language: int) -> Any:
-    """``nb -> (B, T, N)`` numpy log attention of a torch_ref model (for ``learned_batch``)."""
-    def fn(nb: dict[str, np.ndarray]) -> np.ndarray:
-        dev = next(model.parameters()).device
-        ids = torch.from_numpy(nb["ids"]).long().to(dev)
-        lengths = torch.from_numpy(nb["lengths"]).to(dev)
-        lang = torch.full((ids.shape[0],), language, dtype=torch.long, device=dev)
-        with torch.no_grad():
-            scores = model.alignment_scores(ids, lengths, torch.from_numpy(nb["mel"]).to(dev), lang)
-            mel_mask = sequence_mask(torch.from_numpy(nb["mel_lengths"]).to(dev), nb["mel"].shape[1])
-            la = log_attention(scores, torch.from_numpy(nb["log_prior"]).to(dev), sequence_mask(lengths, ids.shape[1]),
-                               mel_mask)
-        return la.cpu().numpy()
-
-    return fn
 
 
 class TTSTask(TTSBase):
@@ -96,10 +86,7 @@ class TTSTask(TTSBase):
 
     def log_attention(self, model: FastSpeech2, b: dict[str, torch.Tensor]) -> torch.Tensor:
         """The aligner's ``(B, T, N)`` log attention (with the prior) for the step's rows."""
-        b = self._long(b)
-        scores = model.alignment_scores(b["ids"], b["lengths"], b["mel"], b["language"])
-        return log_attention(scores, b["log_prior"], sequence_mask(b["lengths"], b["ids"].shape[1]),
-                             sequence_mask(b["mel_lengths"], b["mel"].shape[1]))
+        return aligner_log_attention(model, b)
 
     def durations(self, model: FastSpeech2, b: dict[str, torch.Tensor], la: torch.Tensor | None = None
                   ) -> dict[str, np.ndarray]:
