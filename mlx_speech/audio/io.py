@@ -57,25 +57,23 @@ def _check_readable(path: str | os.PathLike) -> Path:
     if p.is_dir():
         raise AudioError(f"expected an audio file but got a directory: {p}")
     try:  # libsndfile reports an unreadable file as "No such file or directory"
-        with open(p, "rb"):
-            pass
+        with open(p, "rb") as fh:
+            head = fh.read(3) if p.is_file() else b""
     except PermissionError:
         raise AudioError(f"cannot read audio file {p}: permission denied") from None
     except OSError as e:
         raise AudioError(f"cannot read audio file {p}: {e.strerror or type(e).__name__}") from None
     if p.is_file() and p.stat().st_size == 0:  # libsndfile would say "Format not recognised"
         raise AudioError(f"cannot read audio file {p}: the file is empty (0 bytes)")
-    if p.suffix.lower() == ".mp3" and p.is_file() and not _looks_like_mp3(p):
+    if p.suffix.lower() == ".mp3" and p.is_file() and not _looks_like_mp3(head):
         # refused here: libsndfile's MP3 decoder prints its own notes to stderr on garbage
         raise AudioError(f"cannot read audio file {p}: not a readable audio file (the name says "
                          f"MP3, but the contents do not decode as MP3)")
     return p
 
 
-def _looks_like_mp3(p: Path) -> bool:
-    """An ID3 tag or an MPEG audio frame sync (11 set bits) at the start of the file."""
-    with open(p, "rb") as fh:
-        head = fh.read(3)
+def _looks_like_mp3(head: bytes) -> bool:
+    """An ID3 tag or an MPEG audio frame sync (11 set bits) in a file's first bytes."""
     return head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
 
 

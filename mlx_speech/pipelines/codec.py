@@ -160,7 +160,9 @@ def encode_file(src: str | Path, dst: str | Path, *, model_name: str, weights: s
     check_output(dst, CODES_SUFFIXES, "codes files")
     model = load_codec(model_name, weights, num_codebooks=num_codebooks)
     blocks = mono_blocks(src, model.sample_rate, notice=notice)
-    first = next(blocks)  # opens and checks the file (clear errors) before the bar starts
+    first = next(blocks, None)  # opens and checks the file (clear errors) before the bar starts
+    if first is None:
+        raise UserError(f"cannot encode {src}: no audio could be read from it")
     info = sf.info(str(src))
     total = round(info.frames * model.sample_rate / info.samplerate)
     codes, n = encode_blocks(model, _chain(first, blocks), total_samples=total,

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, TypeVar
 import yaml
 
 from mlx_speech.errors import SpecError
-from mlx_speech.specs.yaml_io import load_strict
+from mlx_speech.specs.yaml_io import read_strict
 
 S = TypeVar("S", bound="Spec")
 
@@ -143,13 +143,7 @@ class Spec:
             text, where = path.read_text(encoding="utf-8"), str(path)
         else:
             text = str(source)
-        try:
-            data = load_strict(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or "invalid YAML"
-            raise SpecError(f"{where}: invalid YAML{pos}: {problem}") from None
+        data = read_strict(text, where)
         if data is None:
             data = {}
         if not isinstance(data, dict):

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError
 
-__all__ = ["StrictSafeLoader", "load_strict"]
+__all__ = ["StrictSafeLoader", "load_strict", "read_strict"]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -44,3 +44,17 @@ class StrictSafeLoader(yaml.SafeLoader):
 def load_strict(text: str) -> Any:
     """``yaml.safe_load`` that refuses duplicate mapping keys (see the module docstring)."""
     return yaml.load(text, Loader=StrictSafeLoader)  # a SafeLoader subclass: safe
+
+
+def read_strict(text: str, where: str) -> Any:
+    """:func:`load_strict`, with a YAML error as one :class:`~mlx_speech.errors.SpecError` line:
+    ``{where}: invalid YAML at line L, column C: {problem}``."""
+    from mlx_speech.errors import SpecError  # noqa: PLC0415
+
+    try:
+        return load_strict(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise SpecError(f"{where}: invalid YAML{pos}: {problem}") from None

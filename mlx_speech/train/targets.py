@@ -17,11 +17,10 @@ import dataclasses
 from importlib import resources
 from pathlib import Path
 
-import yaml
 
 from mlx_speech.errors import SpecError
 from mlx_speech.registry import targets
-from mlx_speech.specs.yaml_io import load_strict
+from mlx_speech.specs.yaml_io import read_strict
 
 
 def recipe_path(name: str) -> Path:
@@ -40,12 +39,7 @@ def _read_mapping(path: Path) -> dict:
         raise SpecError(f"config file not found: {path}" + ("" if path.suffix in (".yaml", ".yml")
                         else f" (targets: {', '.join(sorted(targets()))}; or a recipe .yaml path)"))
     try:
-        data = load_strict(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = f": {exc.problem}" if getattr(exc, "problem", None) else ""
-        raise SpecError(f"{path}: invalid YAML{where}{problem}") from None
+        data = read_strict(path.read_text(encoding="utf-8"), str(path))
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a text YAML file") from None
     if not isinstance(data, dict):
