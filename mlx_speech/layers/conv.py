@@ -87,6 +87,17 @@ def _check_padding(padding: str | int, allowed: tuple[str, ...]) -> None:
                         f"or an int >= 0")
 
 
+def _check_output_padding(output_padding: int, padding: str | int, stride: int) -> None:
+    # torch's output_padding adds samples on the right; they are still inside the full
+    # transposed output as long as output_padding <= padding (all DAC-style uses)
+    if isinstance(output_padding, bool) or not isinstance(output_padding, int) or output_padding < 0:
+        raise SpecError(f"output_padding must be an int >= 0, got {output_padding!r}")
+    if output_padding and not (isinstance(padding, int) and output_padding <= padding
+                               and output_padding < stride):
+        raise SpecError(f"output_padding={output_padding} needs an integer padding >= it and "
+                        f"< stride ({stride}); got padding={padding!r}")
+
+
 def _check_input(x: mx.array, channels: int, who: str) -> None:
     if x.ndim != 3 or x.shape[-1] != channels:
         raise ValueError(f"{who} expects input (B, T, {channels}) channels-last, "
@@ -241,7 +252,7 @@ class ConvTranspose1d(Streaming, nn.Module):
 
     ``padding``: ``"causal"`` trims ``K - S`` on the right (moshi, ``T_out = T*S``);
     ``"same"`` / ``"noncausal"`` trims ``(K-S)//2`` right and the rest left (moshi non-causal,
-    ``T_out = T*S``); ``int p`` trims ``p`` each side (torch, ``output_padding=0``).
+    ``T_out = T*S``); ``int p`` trims ``p`` left and ``p - output_padding`` right (torch).
     """
 
     PARAM_KINDS = {"weight": "conv_transpose1d", "weight_v": "conv_transpose1d",
@@ -249,16 +260,18 @@ class ConvTranspose1d(Streaming, nn.Module):
 
     def __init__(self, *, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  groups: int = 1, bias: bool = True, padding: str | int = "causal",
-                 weight_norm: bool = False) -> None:
+                 output_padding: int = 0, weight_norm: bool = False) -> None:
         super().__init__()
         _check_common(in_channels, out_channels, kernel_size, stride, groups)
         _check_padding(padding, CONV_TRANSPOSE_PADDINGS)
         if isinstance(padding, str) and kernel_size < stride:
             raise SpecError(f"padding={padding!r} needs kernel_size >= stride, got "
                             f"kernel_size={kernel_size}, stride={stride}")
+        _check_output_padding(output_padding, padding, stride)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.groups = kernel_size, stride, groups
         self.padding = padding
+        self.output_padding = output_padding
         self.weight_norm = weight_norm
         # torch's init: fan_in from its weight (I, O/groups, K) is O/groups * K
         scale = 1.0 / math.sqrt(out_channels // groups * kernel_size)
@@ -275,7 +288,7 @@ class ConvTranspose1d(Streaming, nn.Module):
     def trim_for(self) -> tuple[int, int]:
         """``(left, right)`` samples removed from the full transposed-conv output."""
         if isinstance(self.padding, int):
-            return self.padding, self.padding
+            return self.padding, self.padding - self.output_padding
         total = self.kernel_size - self.stride
         if self.padding == "causal":
             return 0, total

@@ -76,6 +76,17 @@ def _check_padding(padding: str | int, allowed: tuple[str, ...]) -> None:
                         f"or an int >= 0")
 
 
+def _check_output_padding(output_padding: int, padding: str | int, stride: int) -> None:
+    # torch's output_padding adds samples on the right; they are still inside the full
+    # transposed output as long as output_padding <= padding (all DAC-style uses)
+    if isinstance(output_padding, bool) or not isinstance(output_padding, int) or output_padding < 0:
+        raise SpecError(f"output_padding must be an int >= 0, got {output_padding!r}")
+    if output_padding and not (isinstance(padding, int) and output_padding <= padding
+                               and output_padding < stride):
+        raise SpecError(f"output_padding={output_padding} needs an integer padding >= it and "
+                        f"< stride ({stride}); got padding={padding!r}")
+
+
 def _check_input(x: torch.Tensor, channels: int, who: str) -> None:
     if x.dim() != 3 or x.shape[1] != channels:
         raise ValueError(f"{who} expects input (B, {channels}, T), got shape {tuple(x.shape)}")
@@ -232,16 +243,18 @@ class ConvTranspose1d(Streaming, _WeightNormMixin, nn.Module):
 
     def __init__(self, *, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  groups: int = 1, bias: bool = True, padding: str | int = "causal",
-                 weight_norm: bool = False) -> None:
+                 output_padding: int = 0, weight_norm: bool = False) -> None:
         super().__init__()
         _check_common(in_channels, out_channels, kernel_size, stride, groups)
         _check_padding(padding, CONV_TRANSPOSE_PADDINGS)
         if isinstance(padding, str) and kernel_size < stride:
             raise SpecError(f"padding={padding!r} needs kernel_size >= stride, got "
                             f"kernel_size={kernel_size}, stride={stride}")
+        _check_output_padding(output_padding, padding, stride)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.groups = kernel_size, stride, groups
         self.padding = padding
+        self.output_padding = output_padding
         scale = 1.0 / math.sqrt(out_channels // groups * kernel_size)
         self._init_weight((in_channels, out_channels // groups, kernel_size), scale, weight_norm)
         self.bias = (nn.Parameter(torch.empty(out_channels).uniform_(-scale, scale)) if bias
@@ -251,7 +264,7 @@ class ConvTranspose1d(Streaming, _WeightNormMixin, nn.Module):
     def trim_for(self) -> tuple[int, int]:
         """``(left, right)`` samples removed from the full transposed-conv output."""
         if isinstance(self.padding, int):
-            return self.padding, self.padding
+            return self.padding, self.padding - self.output_padding
         total = self.kernel_size - self.stride
         if self.padding == "causal":
             return 0, total

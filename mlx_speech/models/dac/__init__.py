@@ -1,0 +1,20 @@
+"""DAC-style codecs: Descript's Audio Codec (official 44.1 / 24 / 16 kHz weights) and our
+causal speech codecs at 200 / 50 / 12.5 Hz, with or without transformer layers (hybrid).
+
+Files: ``spec.py`` (DACSpec and presets), ``cnn.py`` / ``model.py`` (MLX; torch_ref mirrors them
+under ``torch_ref/models/dac/``), the shared factorised RVQ in ``mlx_speech/quantize/factorized.py``.
+This ``__init__`` only registers the family; it imports no framework.
+"""
+
+from mlx_speech.registry import CodecInfo, register_family
+
+register_family(
+    "dac",
+    summary="DAC-style codecs (Descript DAC weights; causal speech and hybrid presets)",
+    models={"dac": {"spec": "mlx_speech.models.dac.spec:DACSpec",
+                    "mlx": "mlx_speech.models.dac.model:DACModel",
+                    "torch": "torch_ref.models.dac.model:DACModel"}},
+    # rates of the official 44.1 kHz model; a loaded model's own spec says what it is
+    codec=CodecInfo(sample_rate=44100, frame_rate=44100 / 512, max_codebooks=32,
+                    default_codebooks=9),
+)
