@@ -1,10 +1,11 @@
-"""Mel scales, mel filterbanks, analysis windows and framing helpers (numpy only).
+"""Mel scales, mel filterbanks, analysis windows, framing helpers and resampling kernels (numpy only).
 
 This module imports neither mlx nor torch, so :mod:`mlx_speech.audio.spectral` (MLX),
 ``torch_ref.audio.spectral`` (torch) and :mod:`mlx_speech.audio.metrics` (numpy) all build
 their filters from the same float64 computation and therefore agree bit-for-bit on them.
-The argument checks, window-envelope normalisation, Griffin-Lim start phases and mel-inversion
-operators are here for the same reason: one copy serves both back ends.
+The argument checks, window-envelope normalisation, Griffin-Lim start phases, mel-inversion
+operators and sinc resampling kernels are here for the same reason: one copy serves both back
+ends.
 
 Two mel scales are supported:
 
@@ -23,7 +24,7 @@ from mlx_speech.errors import AudioError, SpecError
 
 __all__ = ["hz_to_mel", "mel_to_hz", "mel_frequencies", "mel_filterbank", "hann_window", "padded_window",
            "check_frame_args", "num_frames", "inverse_envelope",
-           "check_gl_args", "initial_phase", "nnls_operators"]
+           "check_gl_args", "initial_phase", "nnls_operators", "sinc_resample_kernels"]
 
 # Slaney scale constants: the linear part has slope 3/200 mel per Hz and meets the log part
 # at 1 kHz (= 15 mel); above that each factor of 6.4 in frequency spans 27 mels.
@@ -271,3 +272,43 @@ def nnls_operators(
     pinv_t = np.linalg.pinv(m64).T  # (n_mels, F)
     step = 1.0 / float(np.linalg.norm(m64, 2) ** 2)
     return np.ascontiguousarray(fb.T), pinv_t.astype(np.float32), fb, step
+
+
+# ---- band-limited (sinc) resampling kernels shared by the MLX and torch back ends ----------
+
+
+@lru_cache(maxsize=16)
+def sinc_resample_kernels(old_sr: int, new_sr: int, *, zeros: int = 24,
+                          rolloff: float = 0.945) -> tuple[np.ndarray, int, int, int]:
+    """Polyphase kernels of julius' ``resample_frac`` (J. O. Smith's windowed-sinc method).
+
+    After dividing both rates by their gcd, output sample ``n * new + i`` is the dot product of
+    ``kernels[i]`` with input samples ``n * old - width ... n * old + width + old - 1`` of the
+    signal padded by ``width`` (left) and ``width + old`` (right) repeated edge samples; the
+    output keeps ``floor(T * new / old)`` samples. Each kernel is ``sinc`` low-passed at
+    ``rolloff * min(old, new) / 2`` under a ``cos^2`` window of ``zeros`` zero crossings,
+    normalised to sum 1 (a constant signal stays constant). Computed in float64.
+
+    Returns:
+        ``(kernels (new, 2 * width + old) float32 read-only, width, old, new)`` with the
+        reduced rates; ``kernels`` is empty and ``width`` 0 when the rates are equal.
+    """
+    for name, v in (("old_sr", old_sr), ("new_sr", new_sr)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+            raise SpecError(f"sinc_resample_kernels: {name} must be a positive integer, got {v!r}")
+    g = int(np.gcd(old_sr, new_sr))
+    old, new = int(old_sr) // g, int(new_sr) // g
+    if old == new:
+        return np.zeros((0, 0), dtype=np.float32), 0, old, new
+    cutoff = min(old, new) * rolloff
+    width = int(np.ceil(zeros * old / cutoff))
+    idx = np.arange(-width, width + old, dtype=np.float64)
+    t = (-np.arange(new, dtype=np.float64)[:, None] / new + idx[None, :] / old) * cutoff
+    t = np.clip(t, -zeros, zeros) * np.pi
+    window = np.cos(t / zeros / 2.0) ** 2
+    safe = np.where(t == 0.0, 1.0, t)
+    kernels = np.where(t == 0.0, 1.0, np.sin(safe) / safe) * window
+    kernels /= kernels.sum(axis=1, keepdims=True)
+    kernels = kernels.astype(np.float32)
+    kernels.setflags(write=False)
+    return kernels, width, old, new

@@ -13,6 +13,12 @@ Reductions (the HiFi-GAN paper's):
 * ``lsgan_generator_loss``: sum over sub-discriminators of ``mean((1 - D(fake))^2)``.
 * ``feature_matching_loss``: sum over sub-discriminators and layers of ``mean|real - fake|``
   (unweighted: the paper's factor 2 is applied by the caller). Real features are constants.
+  ``exclude_last=True`` skips each sub-discriminator's last map (its score), as DAC's
+  ``GANLoss.generator_loss`` does; HiFi-GAN matches every map, the default.
+* ``dac_mel_loss``: DAC's recipe (audiotools' ``MelSpectrogramLoss`` as configured in
+  descript-audio-codec ``conf/final/*.yml``): the SUM over scales of the mean
+  ``|log10(max(mel_pred, eps)^pow) - log10(max(mel_target, eps)^pow)|`` (plus ``mag_weight``
+  times the mean linear-mel L1, 0 in DAC's recipe).
 
 The mels come from :mod:`mlx_speech.audio.spectral` (the one STFT of the package).
 """
@@ -23,15 +29,18 @@ from collections.abc import Sequence
 
 import mlx.core as mx
 
-from mlx_speech.audio.spectral import log_mel
+from mlx_speech.audio.spectral import log_mel, mel_spectrogram
 from mlx_speech.errors import AudioError, SpecError
 from mlx_speech.specs.audio import MelSpec
 
-__all__ = ["DEFAULT_MEL_SCALES", "mel_l1_loss", "multi_scale_mel_loss", "lsgan_discriminator_loss",
-           "lsgan_generator_loss", "feature_matching_loss"]
+__all__ = ["DEFAULT_MEL_SCALES", "DAC_MEL_WINDOWS", "DAC_MEL_BANDS", "mel_l1_loss", "multi_scale_mel_loss",
+           "dac_mel_loss", "lsgan_discriminator_loss", "lsgan_generator_loss", "feature_matching_loss"]
 
 # (n_fft, hop_length, n_mels): window = n_fft, f_min = 0, f_max = sample_rate / 2.
 DEFAULT_MEL_SCALES: tuple[tuple[int, int, int], ...] = ((512, 128, 64), (1024, 256, 80), (2048, 512, 128))
+# DAC's mel loss scales: window (= n_fft, hop window // 4) and mel bands, paired by position.
+DAC_MEL_WINDOWS: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)
+DAC_MEL_BANDS: tuple[int, ...] = (5, 10, 20, 40, 80, 160, 320)
 
 
 def _check_pair(pred: mx.array, target: mx.array, name: str) -> None:
@@ -73,6 +82,55 @@ def multi_scale_mel_loss(pred_wav: mx.array, target_wav: mx.array, *, sample_rat
     return total / len(scales)
 
 
+def _check_dac_mel_args(window_lengths: Sequence[int], n_mels: Sequence[int], clamp_eps: float,
+                       pow: float) -> None:
+    """The argument checks of :func:`dac_mel_loss` (torch_ref's twin makes the same)."""
+    if not window_lengths or len(window_lengths) != len(n_mels):
+        raise SpecError(f"dac_mel_loss: window_lengths and n_mels must be non-empty and of equal length, "
+                        f"got {len(window_lengths)} and {len(n_mels)}")
+    if any(w < 4 for w in window_lengths):
+        raise SpecError(f"dac_mel_loss: window lengths must be >= 4, got {list(window_lengths)}")
+    if not clamp_eps > 0 or not pow > 0:
+        raise SpecError(f"dac_mel_loss: clamp_eps and pow must be positive, got {clamp_eps} and {pow}")
+
+
+def _clamp_pow(mel: mx.array, eps: float, pow: float) -> mx.array:
+    c = mx.maximum(mel, eps)
+    return c if pow == 1.0 else c ** pow
+
+
+def dac_mel_loss(pred_wav: mx.array, target_wav: mx.array, *, sample_rate: int,
+                 window_lengths: Sequence[int] = DAC_MEL_WINDOWS, n_mels: Sequence[int] = DAC_MEL_BANDS,
+                 clamp_eps: float = 1e-5, pow: float = 1.0, log_weight: float = 1.0,
+                 mag_weight: float = 0.0, f_min: float = 0.0, f_max: float | None = None) -> mx.array:
+    """DAC's multi-scale mel loss; scalar float32 (DAC weighs it by 15 in the caller).
+
+    Scale ``i``: a periodic Hann STFT of ``n_fft = window_lengths[i]``, hop ``n_fft // 4``,
+    centred with reflect padding (audiotools ``AudioSignal.stft`` with ``match_stride=False``
+    is ``torch.stft(center=True)``), magnitude, ``n_mels[i]`` librosa mels (slaney scale and
+    norm) from ``f_min`` to ``f_max`` (``None``: Nyquist). The scale's term is
+    ``log_weight * mean|log10(max(P, eps)^pow) - log10(max(T, eps)^pow)|`` plus, when
+    ``mag_weight`` is not 0, ``mag_weight * mean|P - T|``; the loss is the sum of the terms.
+    The target's mels carry no gradient. Each window must be shorter than the signal
+    (reflect padding).
+    """
+    _check_pair(pred_wav, target_wav, "dac_mel_loss")
+    _check_dac_mel_args(window_lengths, n_mels, clamp_eps, pow)
+    pred, target = pred_wav.astype(mx.float32), target_wav.astype(mx.float32)
+    total = mx.array(0.0)
+    for win, n in zip(window_lengths, n_mels):
+        kw = {"sample_rate": sample_rate, "n_fft": win, "hop_length": win // 4, "n_mels": n,
+              "f_min": f_min, "f_max": f_max}
+        p = mel_spectrogram(pred, **kw)
+        t = mx.stop_gradient(mel_spectrogram(target, **kw))
+        if log_weight:
+            lp, lt = (mx.log10(_clamp_pow(m, clamp_eps, pow)) for m in (p, t))
+            total = total + log_weight * mx.abs(lp - lt).mean()
+        if mag_weight:
+            total = total + mag_weight * mx.abs(p - t).mean()
+    return total
+
+
 def _check_lists(a: Sequence, b: Sequence, name: str) -> None:
     if len(a) != len(b) or not a:
         raise SpecError(f"{name}: expected two non-empty lists of equal length, got {len(a)} and {len(b)}")
@@ -96,12 +154,18 @@ def lsgan_generator_loss(fake_outputs: Sequence[mx.array]) -> tuple[mx.array, li
 
 
 def feature_matching_loss(real_features: Sequence[Sequence[mx.array]],
-                          fake_features: Sequence[Sequence[mx.array]]) -> mx.array:
-    """Sum over sub-discriminators and layers of ``mean|real - fake|``; real maps are constants."""
+                          fake_features: Sequence[Sequence[mx.array]], *, exclude_last: bool = False) -> mx.array:
+    """Sum over sub-discriminators and layers of ``mean|real - fake|``; real maps are constants.
+
+    ``exclude_last`` leaves out each sub-discriminator's last map (DAC's rule; see the module
+    docstring).
+    """
     _check_lists(real_features, fake_features, "feature_matching_loss")
     total = mx.array(0.0)
     for rs, fs in zip(real_features, fake_features):
         _check_lists(rs, fs, "feature_matching_loss (layers)")
+        if exclude_last:
+            rs, fs = rs[:-1], fs[:-1]
         for r, f in zip(rs, fs):
             total = total + mx.abs(mx.stop_gradient(r).astype(mx.float32) - f.astype(mx.float32)).mean()
     return total

@@ -11,13 +11,16 @@ import torch
 
 from mlx_speech.errors import AudioError, SpecError
 from mlx_speech.specs.audio import MelSpec
-from torch_ref.audio.spectral import log_mel
+from torch_ref.audio.spectral import log_mel, mel_spectrogram
 
-__all__ = ["DEFAULT_MEL_SCALES", "mel_l1_loss", "multi_scale_mel_loss", "lsgan_discriminator_loss",
-           "lsgan_generator_loss", "feature_matching_loss"]
+__all__ = ["DEFAULT_MEL_SCALES", "DAC_MEL_WINDOWS", "DAC_MEL_BANDS", "mel_l1_loss", "multi_scale_mel_loss",
+           "dac_mel_loss", "lsgan_discriminator_loss", "lsgan_generator_loss", "feature_matching_loss"]
 
 # (n_fft, hop_length, n_mels): window = n_fft, f_min = 0, f_max = sample_rate / 2.
 DEFAULT_MEL_SCALES: tuple[tuple[int, int, int], ...] = ((512, 128, 64), (1024, 256, 80), (2048, 512, 128))
+# DAC's mel loss scales: window (= n_fft, hop window // 4) and mel bands, paired by position.
+DAC_MEL_WINDOWS: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)
+DAC_MEL_BANDS: tuple[int, ...] = (5, 10, 20, 40, 80, 160, 320)
 
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor, name: str) -> None:
@@ -55,6 +58,47 @@ def multi_scale_mel_loss(pred_wav: torch.Tensor, target_wav: torch.Tensor, *, sa
     return total / len(scales)
 
 
+def _check_dac_mel_args(window_lengths: Sequence[int], n_mels: Sequence[int], clamp_eps: float,
+                        pow: float) -> None:
+    """The argument checks of :func:`dac_mel_loss` (the MLX twin makes the same)."""
+    if not window_lengths or len(window_lengths) != len(n_mels):
+        raise SpecError(f"dac_mel_loss: window_lengths and n_mels must be non-empty and of equal length, "
+                        f"got {len(window_lengths)} and {len(n_mels)}")
+    if any(w < 4 for w in window_lengths):
+        raise SpecError(f"dac_mel_loss: window lengths must be >= 4, got {list(window_lengths)}")
+    if not clamp_eps > 0 or not pow > 0:
+        raise SpecError(f"dac_mel_loss: clamp_eps and pow must be positive, got {clamp_eps} and {pow}")
+
+
+def _clamp_pow(mel: torch.Tensor, eps: float, pow: float) -> torch.Tensor:
+    c = mel.clamp(min=eps)
+    return c if pow == 1.0 else c.pow(pow)
+
+
+def dac_mel_loss(pred_wav: torch.Tensor, target_wav: torch.Tensor, *, sample_rate: int,
+                 window_lengths: Sequence[int] = DAC_MEL_WINDOWS, n_mels: Sequence[int] = DAC_MEL_BANDS,
+                 clamp_eps: float = 1e-5, pow: float = 1.0, log_weight: float = 1.0,
+                 mag_weight: float = 0.0, f_min: float = 0.0, f_max: float | None = None) -> torch.Tensor:
+    """DAC's multi-scale mel loss (the sum over scales); scalar float32. See the MLX twin."""
+    _check_pair(pred_wav, target_wav, "dac_mel_loss")
+    _check_dac_mel_args(window_lengths, n_mels, clamp_eps, pow)
+    total = pred_wav.new_zeros((), dtype=torch.float32)
+    with torch.autocast(device_type=pred_wav.device.type, enabled=False):
+        pred, target = pred_wav.float(), target_wav.float()
+        for win, n in zip(window_lengths, n_mels):
+            kw = {"sample_rate": sample_rate, "n_fft": win, "hop_length": win // 4, "n_mels": n,
+                  "f_min": f_min, "f_max": f_max}
+            p = mel_spectrogram(pred, **kw)
+            with torch.no_grad():
+                t = mel_spectrogram(target, **kw)
+            if log_weight:
+                lp, lt = (_clamp_pow(m, clamp_eps, pow).log10() for m in (p, t))
+                total = total + log_weight * (lp - lt).abs().mean()
+            if mag_weight:
+                total = total + mag_weight * (p - t).abs().mean()
+    return total
+
+
 def _check_lists(a: Sequence, b: Sequence, name: str) -> None:
     if len(a) != len(b) or not a:
         raise SpecError(f"{name}: expected two non-empty lists of equal length, got {len(a)} and {len(b)}")
@@ -78,13 +122,21 @@ def lsgan_generator_loss(fake_outputs: Sequence[torch.Tensor]) -> tuple[torch.Te
 
 
 def feature_matching_loss(real_features: Sequence[Sequence[torch.Tensor]],
-                          fake_features: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
-    """Sum over sub-discriminators and layers of ``mean|real - fake|``; real maps are constants."""
+                          fake_features: Sequence[Sequence[torch.Tensor]], *,
+                          exclude_last: bool = False) -> torch.Tensor:
+    """Sum over sub-discriminators and layers of ``mean|real - fake|``; real maps are constants.
+
+    ``exclude_last`` leaves out each sub-discriminator's last map (DAC's rule).
+    """
     _check_lists(real_features, fake_features, "feature_matching_loss")
     total = None
     for rs, fs in zip(real_features, fake_features):
         _check_lists(rs, fs, "feature_matching_loss (layers)")
+        if exclude_last:
+            rs, fs = rs[:-1], fs[:-1]
         for r, f in zip(rs, fs):
             term = (r.detach().float() - f.float()).abs().mean()
             total = term if total is None else total + term
+    if total is None:  # exclude_last with one map per sub-discriminator: nothing to match
+        total = fake_features[0][0].new_zeros((), dtype=torch.float32)
     return total
