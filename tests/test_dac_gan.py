@@ -21,7 +21,7 @@ import mlx.optimizers as optim
 
 from convert.parity import build_pair, compare
 from mlx_speech.errors import AudioError, CheckpointError, SpecError
-from mlx_speech.train.dac_gan_spec import DACDiscriminatorSpec, band_bins, discriminator_state_from_upstream
+from mlx_speech.models.dac.gan_spec import DACDiscriminatorSpec, band_bins, discriminator_state_from_upstream
 from mlx_speech.weights.core import flatten_tree
 
 torch = pytest.importorskip("torch")

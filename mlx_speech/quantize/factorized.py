@@ -43,6 +43,7 @@ class FactorizedOutput(NamedTuple):
     commitment_loss: mx.array  # scalar, summed over levels
     codebook_loss: mx.array  # scalar, summed over levels
     metrics: dict[str, mx.array]  # perplexity / usage per level, each (K,)
+    first: mx.array  # (B, F, D) level 0's output (never dropped)
 
 
 class FactorizedVQ(nn.Module):
@@ -140,9 +141,11 @@ class FactorizedRVQ(nn.Module):
         residual, total = x, None
         commitment = codebook = mx.array(0.0)
         codes, latents, usage, perplexity = [], [], [], []
+        first = None
         for i, level in enumerate(self.quantizers[:n]):
             out, c, z_e, commit_i, cb_i = level(residual)
             residual = residual - out
+            first = out if first is None else first
             if mask is not None:
                 keep = mask[:, i]
                 out = out * keep[:, None, None]
@@ -159,7 +162,7 @@ class FactorizedRVQ(nn.Module):
             quantized=total, codes=mx.stack(codes, axis=1),
             latents=mx.concatenate(latents, axis=-1), commitment_loss=commitment,
             codebook_loss=codebook,
-            metrics={"usage": mx.stack(usage), "perplexity": mx.stack(perplexity)})
+            metrics={"usage": mx.stack(usage), "perplexity": mx.stack(perplexity)}, first=first)
 
     def encode(self, x: mx.array, *, num_levels: int | None = None) -> mx.array:
         """Codes ``(B, K, F)`` int32 of ``x (B, F, D)``; ``K = num_levels`` (None: all)."""

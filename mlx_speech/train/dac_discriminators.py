@@ -3,7 +3,7 @@
 Audio Compression with Improved RVQGAN"; descript-audio-codec ``dac/model/discriminator.py``).
 
 Module tree (mirrored in ``torch_ref.train.dac_discriminators``; names are Descript's less the
-``nn.Sequential`` index, see :mod:`mlx_speech.train.dac_gan_spec`)::
+``nn.Sequential`` index, see :mod:`mlx_speech.models.dac.gan_spec`)::
 
     discriminators.i.convs.j            MPD (i < len(periods)): Conv2d (5, 1); MSD: Conv1d
     discriminators.i.band_convs.b.j     MRD: per band b, 5 Conv2d
@@ -46,7 +46,7 @@ from mlx_speech.audio.spectral import stft
 from mlx_speech.errors import AudioError
 from mlx_speech.layers.conv import Conv1d, pad1d
 from mlx_speech.layers.conv2d import Conv2d
-from mlx_speech.train.dac_gan_spec import MSD_KERNELS, MSD_STRIDES, DACDiscriminatorSpec, band_bins
+from mlx_speech.models.dac.gan_spec import MSD_KERNELS, MSD_STRIDES, DACDiscriminatorSpec, band_bins
 
 __all__ = ["MPD", "MSD", "MRD", "DACDiscriminator", "preprocess", "resample_frac"]
 

@@ -26,6 +26,7 @@ class FactorizedOutput(NamedTuple):
     commitment_loss: torch.Tensor  # scalar, summed over levels
     codebook_loss: torch.Tensor  # scalar, summed over levels
     metrics: dict[str, torch.Tensor]  # perplexity / usage per level, each (K,)
+    first: torch.Tensor  # (B, F, D) level 0's output (never dropped)
 
 
 def _proj(conv: Conv1d, x: torch.Tensor) -> torch.Tensor:
@@ -113,9 +114,11 @@ class FactorizedRVQ(nn.Module):
         residual, total = x, None
         commitment = codebook = x.new_zeros(())
         codes, latents, usage, perplexity = [], [], [], []
+        first = None
         for i, level in enumerate(self.quantizers[:n]):
             out, c, z_e, commit_i, cb_i = level(residual)
             residual = residual - out
+            first = out if first is None else first
             if mask is not None:
                 keep = mask[:, i].to(out.dtype)
                 out = out * keep[:, None, None]
@@ -132,7 +135,7 @@ class FactorizedRVQ(nn.Module):
             quantized=total, codes=torch.stack(codes, dim=1),
             latents=torch.cat(latents, dim=-1), commitment_loss=commitment,
             codebook_loss=codebook,
-            metrics={"usage": torch.stack(usage), "perplexity": torch.stack(perplexity)})
+            metrics={"usage": torch.stack(usage), "perplexity": torch.stack(perplexity)}, first=first)
 
     def encode(self, x: torch.Tensor, *, num_levels: int | None = None) -> torch.Tensor:
         """Codes ``(B, K, F)`` int32 of ``x (B, F, D)``."""

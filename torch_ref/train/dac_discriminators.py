@@ -4,7 +4,7 @@ scores; the module docstring there states what every step computes).
 Feature maps are channels-first: ``(B, C, rows, p)`` for MPD (Descript's own layout),
 ``(B, C, T_i)`` for MSD, ``(B, C, frames, bins_i)`` for MRD; scores are ``(B, N_i)`` in the
 same order on both sides. Parameters keep Descript's shapes, so its checkpoints load after
-:func:`mlx_speech.train.dac_gan_spec.discriminator_state_from_upstream`. Never imports mlx.
+:func:`mlx_speech.models.dac.gan_spec.discriminator_state_from_upstream`. Never imports mlx.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import nn
 
 from mlx_speech.audio.filters import sinc_resample_kernels
 from mlx_speech.errors import AudioError
-from mlx_speech.train.dac_gan_spec import MSD_KERNELS, MSD_STRIDES, DACDiscriminatorSpec, band_bins
+from mlx_speech.models.dac.gan_spec import MSD_KERNELS, MSD_STRIDES, DACDiscriminatorSpec, band_bins
 from torch_ref.audio.spectral import stft
 from torch_ref.layers.conv import Conv1d
 from torch_ref.layers.conv2d import Conv2d

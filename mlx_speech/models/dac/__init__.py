@@ -17,4 +17,7 @@ register_family(
     # rates of the official 44.1 kHz model; a loaded model's own spec says what it is
     codec=CodecInfo(sample_rate=44100, frame_rate=44100 / 512, max_codebooks=32,
                     default_codebooks=9),
+    tasks={"dac": {"mlx": "mlx_speech.train.tasks_dac:DACTask",
+                   "torch": "torch_ref.train.tasks_dac:DACTask"}},
+    targets={"dac": ("dac", "dac_hybrid_50hz.yaml")},
 )

@@ -196,9 +196,10 @@ def dac_speech_50hz() -> DACSpec:
 
 @DACSpec.preset("dac_speech_12hz")
 def dac_speech_12hz() -> DACSpec:
-    """Ours: causal 24 kHz speech codec, hop 1920 (12.5 Hz, as Mimi), 1024-d latents."""
+    """Ours: causal 24 kHz speech codec, hop 1920 (12.5 Hz, as Mimi), 512-d latents."""
     return _preset(sample_rate=24000, encoder_rates=[2, 4, 5, 6, 8],
-                   decoder_rates=[8, 6, 5, 4, 2], **{**_SPEECH, "decoder_dim": 1024})
+                   decoder_rates=[8, 6, 5, 4, 2], latent_dim=512,
+                   **{**_SPEECH, "decoder_dim": 1024})
 
 
 @DACSpec.preset("hybrid_200hz")
@@ -216,7 +217,8 @@ def hybrid_50hz() -> DACSpec:
 
 @DACSpec.preset("hybrid_12hz")
 def hybrid_12hz() -> DACSpec:
-    """``dac_speech_12hz`` + 8 causal RoPE transformer layers each side (context 20 s, as Mimi)."""
+    """``dac_speech_12hz`` + 8 causal RoPE transformer layers each side (context 250 frames =
+    20 s; Mimi's depth and width)."""
     return dac_speech_12hz().replace(transformer_layers=8, transformer_context=250)
 
 
