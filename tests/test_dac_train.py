@@ -4,6 +4,8 @@ targets, exact resume, recipe errors."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -103,6 +105,26 @@ def test_tiny_run_losses_fall_reports_usage_and_exports(manifest, tmp_path):
     tr.model.eval()
     ref = tr.model.generator.codec
     assert (np.array(codec.encode(wav)) == np.array(ref.encode(wav))).all()
+
+    # `mlx-speech eval dac` on the training checkpoint and on the exported codec: same report
+    from click.testing import CliRunner
+
+    from cli import cli
+
+    reports = []
+    for weights in (out["checkpoint"], str(tmp_path / "run" / "dac.safetensors")):
+        dst = tmp_path / f"eval{len(reports)}.json"
+        res = CliRunner().invoke(cli, ["eval", "dac", "--weights", weights, "--manifest", manifest,
+                                       "--max-items", "2", "--json", str(dst)])
+        assert res.exit_code == 0, res.output
+        assert "kbps" in res.output and "PESQ-WB" in res.output
+        reports.append(json.loads(dst.read_text()))
+    a, b = reports
+    assert a["levels"] == b["levels"] and a["recon"] == b["recon"]
+    assert len(a["levels"]) == 4 and a["bitrate_bps"] == pytest.approx(400 * (6 + 5 * 3))
+    assert np.isfinite(a["recon"]["snr_db"]) and a["recon"]["mel_distance"] > 0
+    res = CliRunner().invoke(cli, ["eval", "dac", "--weights", manifest, "--manifest", manifest])
+    assert res.exit_code == 2 and "Traceback" not in res.output
 
 
 def test_resume_is_exact(manifest, tmp_path):

@@ -20,4 +20,5 @@ register_family(
     tasks={"dac": {"mlx": "mlx_speech.train.tasks_dac:DACTask",
                    "torch": "torch_ref.train.tasks_dac:DACTask"}},
     targets={"dac": ("dac", "dac_hybrid_50hz.yaml")},
+    evals={"dac": "mlx_speech.eval.dac:command"},
 )
