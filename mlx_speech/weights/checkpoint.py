@@ -125,15 +125,23 @@ def _bf16(path: Path, base: int, entry: dict[str, Any]) -> np.ndarray:
     return (raw.astype(np.uint32) << 16).view(np.float32).reshape(entry["shape"])
 
 
-def load_pickle_state(path: str | Path) -> dict[str, Any]:
-    """A torch pickle checkpoint, read safely (``weights_only=True``): no code is executed."""
+def load_pickle(path: str | Path) -> Any:
+    """The whole object of a torch pickle file, read safely (``weights_only=True``): no code is
+    executed, only tensors and plain containers load. For readers that need more than the state
+    dict (e.g. Descript's ``{"state_dict": ..., "metadata": {"kwargs": ...}}``)."""
     import torch  # noqa: PLC0415
 
     path = _existing(path)
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - unsafe or corrupt pickles land here
         raise CheckpointError(f"{path}: {_pickle_refusal(exc)}") from None
+
+
+def load_pickle_state(path: str | Path) -> dict[str, Any]:
+    """A torch pickle checkpoint's state dict (``{"state_dict": sd}`` is unwrapped), read safely
+    through :func:`load_pickle`."""
+    obj = load_pickle(path)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
