@@ -75,8 +75,9 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
 
 def _pickle_refusal(exc: BaseException) -> str:
     """One line on why a pickle was not loaded. torch's own message advises loading with
-    ``weights_only=False``, which would run the file's code: never repeat that; keep only
-    the unpickler's reason (e.g. ``Unsupported global: GLOBAL posix.system``)."""
+    ``weights_only=False`` or allowlisting the offending global, either of which would run the
+    file's code: never repeat that; keep only the unpickler's reason (e.g. ``Unsupported
+    global: GLOBAL posix.system was not an allowed global by default.``)."""
     text = str(exc)
     if "weights_only" not in text and "WeightsUnpickler" not in text:
         return f"unreadable torch checkpoint ({_first_line(exc)})"
@@ -87,6 +88,9 @@ def _pickle_refusal(exc: BaseException) -> str:
             rest = ln.split("WeightsUnpickler error:", 1)[1].strip()
             why = rest or next((x for x in lines[i + 1:] if x), "")
             break
+    # keep the reason, not torch's remedy: allowlisting the global (add_safe_globals) is the
+    # unsafe step for a file that names os.system
+    why = why.split(" Please use", 1)[0].strip()
     why = why if why and "weights_only" not in why else "objects other than tensors"
     return (f"refused or unreadable torch checkpoint: only tensors-only pickles load ({why[:160]}); "
             f"nothing in it was run and it was not loaded")
