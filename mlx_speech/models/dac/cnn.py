@@ -1,7 +1,7 @@
 """DAC's Snake CNN encoder and decoder (MLX), batch and causal streaming.
 
 Module tree = Descript's (``dac/model/dac.py``), so official weights map by renaming weight-norm
-parameters only (``official.py``)::
+parameters and flattening Snake's alpha only (``keys.py``)::
 
     encoder.block.0                   conv k7, 1 -> encoder_dim
     encoder.block.{1..n}.block.{0,1,2}  residual units (dilations 1, 3, 9)
@@ -18,9 +18,11 @@ parameters only (``official.py``)::
     residual unit .block.{0..3}       Snake, conv k7 dilated, Snake, conv k1
 
 Tensors are channels-last ``(B, T, C)``. ``causal=False`` pads as Descript (symmetric "same";
-strided convs pad ``ceil(S/2)``, transposed convs trim ``ceil(S/2)`` and add ``S % 2`` output
-padding), so every layer keeps ``T`` or scales it by exactly ``S`` on hop-aligned input and a
-residual unit never needs Descript's centre crop. ``causal=True`` pads every conv on the left;
+strided convs pad ``ceil(S/2)``, transposed convs trim ``ceil(S/2)``) and, unlike Descript, adds
+``S % 2`` output padding to transposed convs, so every layer keeps ``T`` or scales it by
+exactly ``S`` on hop-aligned input and a residual unit never needs Descript's centre crop.
+Descript's odd strides return one sample fewer instead (``official.py``: its 16 / 24 kHz
+decoders give ``F * hop - 8`` samples, equal to ours but for the last few hundred). ``causal=True`` pads every conv on the left;
 ``step`` then feeds a stream through every layer's own ``step``.
 """
 

@@ -13,7 +13,7 @@ from ``encoder_dim``) -> latents ``(B, F, latent_dim)`` at ``frame_rate = sample
 halving from ``decoder_dim``) -> ``(B, F * hop)``.
 
 ``causal=False`` is Descript's model (symmetric "same" padding, torch's integer paddings on the
-strided layers). ``causal=True`` pads every convolution on the left (moshi's causal padding) so
+strided layers), but for the output padding of odd decoder strides (``cnn.py``). ``causal=True`` pads every convolution on the left (moshi's causal padding) so
 ``encode_step`` / ``decode_step`` stream frame by frame with the batch call's result; the
 transformers are then causal with a sliding ``transformer_context``.
 """
