@@ -228,6 +228,25 @@ def test_unreadable_or_foreign_pth_is_one_line(tmp_path, how):
     one_line(exc, str(path))
 
 
+def test_transformers_pickle_folder(tmp_path):
+    """Older transformers wrote ``pytorch_model.bin``; it is read safely, like any pickle."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.DacConfig(encoder_hidden_size=4, downsampling_ratios=[2, 4, 5],
+                                    decoder_hidden_size=32, n_codebooks=3, codebook_size=32,
+                                    codebook_dim=4)
+    hf = transformers.DacModel(config).eval()
+    folder = tmp_path / "hf_bin"
+    folder.mkdir()
+    config.to_json_file(folder / "config.json")
+    torch.save(hf.state_dict(), folder / "pytorch_model.bin")
+    assert detect_format(folder) == detect_format(folder / "pytorch_model.bin") == "transformers"
+    t = torch_ref.load(folder, num_codebooks=2)
+    assert t.num_codebooks == 2 and not t.spec.weight_norm
+    with torch.no_grad():
+        want = hf.encode(torch.from_numpy(wav())[:, None], n_quantizers=2).audio_codes.numpy()
+        assert (t.encode(torch.from_numpy(wav())).numpy() == want).all()
+
+
 def test_bad_transformers_folders_are_one_line(tmp_path):
     transformers = pytest.importorskip("transformers")
     config = transformers.DacConfig(encoder_hidden_size=4, downsampling_ratios=[2, 4, 5],
