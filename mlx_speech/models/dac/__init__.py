@@ -3,7 +3,7 @@ causal speech codecs at 200 / 50 / 12.5 Hz, with or without transformer layers (
 
 Files: ``spec.py`` (DACSpec and presets), ``cnn.py`` / ``model.py`` (MLX; torch_ref mirrors them
 under ``torch_ref/models/dac/``), the shared factorised RVQ in ``mlx_speech/quantize/factorized.py``;
-``keys.py`` (the one upstream key map), ``official.py`` (Descript's ``.pth``), ``hf.py``
+``keys.py`` (the codec's upstream key map), ``official.py`` (Descript's ``.pth``), ``hf.py``
 (transformers ``DacModel`` folders), ``formats.py`` (what a path is, framework-free), ``load.py``
 (MLX loading, ``save_dac``). This ``__init__`` only registers the family; it imports no framework.
 """
