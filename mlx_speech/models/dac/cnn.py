@@ -17,16 +17,18 @@ parameters and flattening Snake's alpha only (``keys.py``)::
     decoder.model.{n+2}               conv k7 -> 1, then tanh
     residual unit .block.{0..3}       Snake, conv k7 dilated, Snake, conv k1
 
-Tensors are channels-last ``(B, T, C)``. ``causal=False`` pads as Descript (symmetric "same";
-strided convs pad ``ceil(S/2)``, transposed convs trim ``ceil(S/2)``) and, unlike Descript, adds
-``S % 2`` output padding to transposed convs, so every layer keeps ``T`` or scales it by
-exactly ``S`` on hop-aligned input and a residual unit never needs Descript's centre crop.
-Descript's odd strides return one sample fewer instead (``official.py``: its 16 / 24 kHz
-decoders give ``F * hop - 8`` samples, equal to ours but for the last few hundred). ``causal=True`` pads every conv on the left;
-``step`` then feeds a stream through every layer's own ``step``.
+Tensors are channels-last ``(B, T, C)``. ``causal=False`` is Descript's padding exactly
+(symmetric "same"; strided convs pad ``ceil(S/2)``; transposed convs trim ``ceil(S/2)`` each side
+with no output padding), so an odd stride returns ``S * T - 1`` samples, as Descript's 16 / 24 kHz
+decoders do (``F * hop - 8``; descript-audio-codec #37); :class:`Decoder` appends those few
+samples as zeros so every decode is ``F * hop`` long and its first ``F * hop - 8`` samples are
+Descript's. ``causal=True`` pads every conv on the left (every layer scales ``T`` by exactly
+``S``); ``step`` then feeds a stream through every layer's own ``step``.
 """
 
 from __future__ import annotations
+
+import math
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -121,8 +123,7 @@ class DecoderBlock(nn.Module):
                                  stride=stride, padding="causal", weight_norm=wn)
         else:
             up = ConvTranspose1d(in_channels=cin, out_channels=cout, kernel_size=2 * stride,
-                                 stride=stride, padding=-(-stride // 2),
-                                 output_padding=stride % 2, weight_norm=wn)
+                                 stride=stride, padding=-(-stride // 2), weight_norm=wn)
         self.block = [Snake(channels=cin), up]
         self.block += [ResidualUnit(cout, d, kernel=kernel, causal=causal, wn=wn) for d in dilations]
 
@@ -134,7 +135,8 @@ class DecoderBlock(nn.Module):
 
 
 class Decoder(nn.Module):
-    """``(B, F, latent_dim)`` -> ``(B, F * hop, 1)`` in [-1, 1]."""
+    """``(B, F, latent_dim)`` -> ``(B, F * hop, 1)`` in [-1, 1] (non-causal odd strides: the
+    missing last samples are zeros, see the module docstring)."""
 
     def __init__(self, *, latent_dim: int, decoder_dim: int, rates: list[int],
                  dilations: list[int], kernel: int, causal: bool, wn: bool) -> None:
@@ -146,9 +148,12 @@ class Decoder(nn.Module):
                                            causal=causal, wn=wn))
             d //= 2
         self.model += [Snake(channels=d), _conv(d, 1, 7, causal=causal, wn=wn), nn.Tanh()]
+        self.hop = math.prod(rates)
 
     def __call__(self, x: mx.array) -> mx.array:
-        return _run(self.model, x, False)
+        y = _run(self.model, x, False)
+        short = x.shape[1] * self.hop - y.shape[1]
+        return mx.pad(y, [(0, 0), (0, short), (0, 0)]) if short else y
 
     def step(self, x: mx.array) -> mx.array:
         return _run(self.model, x, True)

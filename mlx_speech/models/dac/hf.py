@@ -22,7 +22,8 @@ Semantic differences of ``DacModel`` from ours (and, where said, from Descript's
   drop the partial frame (``floor``-like frame counts), where ours and Descript's ``preprocess``
   zero-pad the tail to a whole hop first. On hop-aligned input the codes are the same.
 * Odd decoder strides: no ``output_padding``, as Descript (see :mod:`.official`): ``decode``
-  returns ``F * hop - 8`` samples for the 16 / 24 kHz models, equal to ours but for the tail.
+  returns ``F * hop - 8`` samples for the 16 / 24 kHz models; ours returns the same samples
+  and a zero tail of 8.
 * Code choice scores ``2 e.c + |c|^2`` (sign slip against Descript's ``-(|e|^2 - 2 e.c +
   |c|^2)``); with unit-normalised codebook rows the argmax is the same. A zero codebook row
   (normalised to zero) would rank differently.

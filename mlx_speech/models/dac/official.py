@@ -16,13 +16,11 @@ Key names are ours already; :mod:`mlx_speech.models.dac.keys` maps them (weight-
 Snake ``alpha`` shape) and checks every key and shape. A bare state dict with Descript's names
 and no metadata loads when the caller gives the architecture (``spec=``).
 
-Semantics: our non-causal DAC is Descript's except on odd decoder strides, where Descript's
-transposed conv has no ``output_padding`` and so returns one sample fewer (the 16 / 24 kHz
-models decode ``F * hop - 8`` samples; descript-audio-codec issue #37). Ours adds
-``output_padding = stride % 2`` (``F * hop`` samples): every sample Descript returns is ours
-too, up to float rounding, except the last few hundred, whose receptive field reaches that one
-extra sample (445 for a ``[5, 4, 2]`` decoder; ``tests/test_dac_upstream.py`` pins it). Codes
-are the same: the encoders do not differ.
+Semantics: our non-causal DAC computes Descript's samples exactly. On odd decoder strides
+Descript's transposed conv has no ``output_padding`` and returns one sample fewer (the 16 / 24
+kHz models decode ``F * hop - 8`` samples; descript-audio-codec issue #37); ours returns the
+same samples followed by that many zeros, so every decode is ``F * hop`` long
+(``tests/test_dac_upstream.py`` pins it). Codes are the same.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ Tensors are channels-first ``(B, C, T)``. Never imports mlx.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -100,8 +102,7 @@ class DecoderBlock(nn.Module):
                                  stride=stride, padding="causal", weight_norm=wn)
         else:
             up = ConvTranspose1d(in_channels=cin, out_channels=cout, kernel_size=2 * stride,
-                                 stride=stride, padding=-(-stride // 2),
-                                 output_padding=stride % 2, weight_norm=wn)
+                                 stride=stride, padding=-(-stride // 2), weight_norm=wn)
         self.block = nn.ModuleList(
             [Snake(channels=cin), up]
             + [ResidualUnit(cout, d, kernel=kernel, causal=causal, wn=wn) for d in dilations])
@@ -114,7 +115,7 @@ class DecoderBlock(nn.Module):
 
 
 class Decoder(nn.Module):
-    """``(B, latent_dim, F)`` -> ``(B, 1, F * hop)`` in [-1, 1]."""
+    """``(B, latent_dim, F)`` -> ``(B, 1, F * hop)`` in [-1, 1] (odd strides: a zero tail)."""
 
     def __init__(self, *, latent_dim: int, decoder_dim: int, rates: list[int],
                  dilations: list[int], kernel: int, causal: bool, wn: bool) -> None:
@@ -126,9 +127,12 @@ class Decoder(nn.Module):
                                            causal=causal, wn=wn))
             d //= 2
         self.model.extend([Snake(channels=d), _conv(d, 1, 7, causal=causal, wn=wn), nn.Tanh()])
+        self.hop = math.prod(rates)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _run(self.model, x, False)
+        y = _run(self.model, x, False)
+        short = x.shape[-1] * self.hop - y.shape[-1]
+        return nn.functional.pad(y, (0, short)) if short else y
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
         return _run(self.model, x, True)
