@@ -28,6 +28,7 @@ from mlx_speech.models.dac.cnn import Decoder, Encoder
 from mlx_speech.models.dac.spec import DACSpec
 from mlx_speech.quantize.codes import check_codes
 from mlx_speech.quantize.factorized import FactorizedRVQ
+from mlx_speech.utils.mlx_cache import ensure_cpu_cache
 from mlx_speech.utils.streaming import Streaming
 
 
@@ -52,6 +53,7 @@ class DACModel(Streaming, nn.Module):
             self.decoder_transformer = Transformer(**spec.transformer_args())
         self.decoder = Decoder(latent_dim=spec.latent_dim, decoder_dim=spec.decoder_dim,
                                rates=list(spec.decoder_rates), **cnn)
+        ensure_cpu_cache()  # long activations reuse freed buffers (utils/mlx_cache.py)
         self.reset_state()
 
     # -- sizes -------------------------------------------------------------------------------

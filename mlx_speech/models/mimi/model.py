@@ -21,11 +21,9 @@ give one frame each); ``final=True`` zero-pads the pending tail like the batch c
 equal the batch calls. The state (conv buffers, KV caches) lives in ``_``-prefixed attributes;
 ``reset_state()`` starts new streams. Encode and decode streams are independent.
 
-Memory cache (CPU): MLX's CPU allocator caches at most 32 MiB of freed buffers by default, so
-every 60 MB activation of a batch call is a fresh ``mmap`` whose pages fault in again, a large
-share of the batch time on the CPU (docs/performance.md, "Mimi streaming"). Building a model
-on the CPU raises the process's cache limit to :data:`CPU_CACHE_BYTES` (never lowers it): peak
-memory is unchanged, freed buffers are reused instead of returned to the OS.
+Memory cache (CPU): building a model raises MLX's CPU buffer cache
+(:func:`mlx_speech.utils.mlx_cache.ensure_cpu_cache`), so the 60 MB activations of a batch call
+reuse freed buffers instead of faulting in fresh pages.
 """
 
 from __future__ import annotations
@@ -41,19 +39,8 @@ from mlx_speech.models.mimi.vq import FrozenCodebooks
 from mlx_speech.quantize.rvq import SplitResidualVQ
 from mlx_speech.models.mimi.spec import MimiSpec
 from mlx_speech.specs.quantize import ema_mimi
+from mlx_speech.utils.mlx_cache import CPU_CACHE_BYTES, ensure_cpu_cache  # noqa: F401
 from mlx_speech.utils.streaming import Streaming
-
-
-CPU_CACHE_BYTES = 1 << 30
-
-
-def ensure_cpu_cache(limit: int = CPU_CACHE_BYTES) -> None:
-    """Raise MLX's buffer-cache limit to ``limit`` bytes on the CPU backend (see module doc)."""
-    if mx.default_device() != mx.cpu:
-        return
-    previous = mx.set_cache_limit(limit)
-    if previous > limit:
-        mx.set_cache_limit(previous)
 
 
 class MimiModel(Streaming, nn.Module):
