@@ -5,9 +5,10 @@ the model on overlapping windows, so its output depends on the window length
 (descript-audio-codec issues #39 and #101). Here every layer of the CNN runs as a stream of its
 own instead, with exactly the batch call's arithmetic:
 
-- a convolution starts with the batch call's left zero padding, keeps the last
-  ``span - stride`` inputs (its left context) between calls, emits an output as soon as its
-  whole window has arrived, and on ``final`` appends the batch call's right zeros;
+- a convolution starts with the batch call's left zero padding, emits an output as soon as
+  its whole window has arrived, keeps only the inputs the next window still needs (fewer than
+  ``span``: its left context) between calls, and on ``final`` appends the batch call's right
+  zeros;
 - a transposed convolution keeps the overlap tail of its last frame (``kernel - stride``
   samples), drops its first ``trim_left`` samples once, and on ``final`` emits the tail less
   ``trim_right``;
