@@ -316,7 +316,7 @@ def synth(text: str | None, text_file: Path | None, output: Path, voice: str, we
 
 @cli.group(cls=_Group, name="codec")
 def codec_group() -> None:
-    """Neural audio codecs (mimi, mimi9, ...): audio <-> codes files."""
+    """Neural audio codecs (mimi, mimi9, dac, ...): audio <-> codes files."""
 
 
 class _Registered(click.Choice):
@@ -338,9 +338,10 @@ class _Registered(click.Choice):
 
 
 _CODEC_MODELS = _Registered("codec_names")
-_WEIGHTS_HELP = ("Codec weights: an mlx-speech checkpoint or folder, a moshi Mimi .safetensors, or "
-                 "a transformers Mimi folder (config.json + model.safetensors).")
-_CODEBOOKS_HELP = "Codebooks to use (Mimi: 1..32, default 8; mimi9: 1..9, default 9)."
+_WEIGHTS_HELP = ("Codec weights: an mlx-speech checkpoint or folder, or a format the codec's family "
+                 "reads (Mimi: a moshi .safetensors or a transformers folder).")
+_CODEBOOKS_HELP = ("Codebooks to use (Mimi: 1..32, default 8; mimi9: 1..9, default 9; DAC: 1..the "
+                   "model's levels, default all).")
 
 
 def _notice(msg: str) -> None:

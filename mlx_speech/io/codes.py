@@ -9,7 +9,9 @@ string metadata::
     sample_rate     audio rate the codec runs at (Hz)
     frame_rate      codec frames per second
     num_codebooks   K
-    codebook_size   codes per codebook (every code is in 0 .. codebook_size - 1)
+    codebook_size   codes per codebook (every code is in 0 .. codebook_size - 1); for a codec
+                    with per-level sizes (DAC speech: [2048, 1024 x 7]) the largest, and
+                    :func:`check_compatible` checks each level against the codec's own size
     num_samples     length of the encoded audio (decoders trim to it)
     source          optional: the encoded file's name
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -121,8 +124,12 @@ def load_codes(path: str | Path) -> CodesFile:
 
 
 def check_compatible(codes: CodesFile, *, model: str, sample_rate: int, frame_rate: float,
-                     codebook_size: int, total_codebooks: int, where: str = "codes") -> None:
-    """CodesError unless ``codes`` were made by this codec (name, rates, codebooks)."""
+                     codebook_size: int, total_codebooks: int, where: str = "codes",
+                     codebook_sizes: Sequence[int] | None = None) -> None:
+    """CodesError unless ``codes`` were made by this codec (name, rates, codebooks).
+
+    ``codebook_sizes`` (a codec whose levels differ in size; ``codebook_size`` is then their
+    largest): every level's codes must also be below its own level's size."""
     if codes.model != model:
         raise CodesError(f"{where}: made by model {codes.model!r}, cannot decode with {model!r}")
     if codes.sample_rate != sample_rate or abs(codes.frame_rate - frame_rate) > 1e-9:
@@ -134,3 +141,9 @@ def check_compatible(codes: CodesFile, *, model: str, sample_rate: int, frame_ra
     if not 1 <= codes.num_codebooks <= total_codebooks:
         raise CodesError(f"{where}: {codes.num_codebooks} codebooks, this {model} decodes "
                          f"1..{total_codebooks}")
+    if codebook_sizes is not None and codes.codes.size:
+        highest = codes.codes.max(axis=(0, 2))
+        for level, (top, size) in enumerate(zip(highest, codebook_sizes)):
+            if top >= size:
+                raise CodesError(f"{where}: code {int(top)} in codebook {level} is out of range "
+                                 f"0..{size - 1} for this {model}")

@@ -1,9 +1,13 @@
 """File-level codec work behind ``mlx-speech codec encode / decode / roundtrip`` (MLX).
 
 Long files are processed in pieces of ``CHUNK_FRAMES`` codec frames through the streaming
-calls (``encode_step`` / ``decode_step``): memory stays bounded, a progress bar can follow, and
-the result equals one batch call (both paths are causal; ``tests/test_mimi_model.py`` checks the
-streaming equality). ``encode`` also reads its input from disk block by block, so its peak
+calls (``encode_step`` / ``decode_step``, the last piece with ``final=True``): memory stays
+bounded, a progress bar can follow, and the result equals one batch call. Causal codecs (Mimi,
+our DAC speech presets) return each piece's output at once; non-causal ones (Descript's DAC)
+hold back their look-ahead and return it on the final piece
+(``tests/test_mimi_model.py``, ``tests/test_dac_streaming.py`` check the equality). A model that
+cannot stream exactly (``streamable`` False: a non-causal DAC with transformer layers) is
+refused with one line. ``encode`` also reads its input from disk block by block, so its peak
 memory does not grow with the file (``bench/codec_memory.py``). Audio at another sample rate is
 resampled (soxr HQ, streaming) and multi-channel audio is mixed to mono, each with a one-line
 notice. Output paths are checked before any model work, and nothing is written on failure.
@@ -35,7 +39,23 @@ def load_codec(model: str, weights: str | Path, *, num_codebooks: int | None = N
         raise UserError(str(exc)) from None
     if num_codebooks is not None and not 1 <= num_codebooks <= info.max_codebooks:
         raise UserError(f"{model} uses 1..{info.max_codebooks} codebooks, got {num_codebooks}")
-    return mlx_speech.load(weights, family=model, num_codebooks=num_codebooks)
+    codec = mlx_speech.load(weights, family=model, num_codebooks=num_codebooks)
+    if not getattr(codec, "streamable", True):
+        raise UserError(f"{weights}: this {model} model cannot be processed in pieces (it is not "
+                        f"causal and has transformer layers, which see the whole input)")
+    return codec
+
+
+def bits_per_frame(model: Any, num_codebooks: int) -> float:
+    """Bits one frame of ``num_codebooks`` levels carries: ``sum(log2(size))`` over the levels
+    used, so per-level sizes (DAC speech presets: ``[2048, 1024 x 7]``) count as they are."""
+    sizes = getattr(model, "codebook_sizes", None) or [model.codebook_size] * num_codebooks
+    return float(sum(np.log2(size) for size in sizes[:num_codebooks]))
+
+
+def bitrate_kbps(model: Any, num_codebooks: int) -> float:
+    """The codes' bit rate in kbit/s with ``num_codebooks`` levels."""
+    return bits_per_frame(model, num_codebooks) * model.frame_rate / 1000
 
 
 def read_audio(path: str | Path, sample_rate: int,
@@ -130,17 +150,20 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 def decode_codes(model: Any, codes: np.ndarray, *, num_samples: int | None = None,
                  progress: bool = False) -> np.ndarray:
-    """Mono waveform ``(T,)`` of codes ``(1, K, F)`` (chunked), trimmed to ``num_samples``."""
+    """Mono waveform ``(T,)`` of codes ``(1, K, F)`` (chunked, the last piece ``final``),
+    trimmed to ``num_samples``."""
     import mlx.core as mx  # noqa: PLC0415
 
     if codes.ndim != 3 or codes.shape[0] != 1:
         raise CodesError(f"expected codes of one stream (1, K, F), got shape {codes.shape}")
     parts = []
+    frames = codes.shape[2]
     model.reset_state()
-    with _bar(codes.shape[2] / model.frame_rate, progress, "decode") as bar:
-        for start in range(0, codes.shape[2], CHUNK_FRAMES):
+    with _bar(frames / model.frame_rate, progress, "decode") as bar:
+        for start in range(0, frames, CHUNK_FRAMES):
             chunk = mx.array(codes[:, :, start:start + CHUNK_FRAMES].astype(np.int32))
-            parts.append(np.array(model.decode_step(chunk))[0])
+            last = start + CHUNK_FRAMES >= frames  # flushes a non-causal codec's look-ahead
+            parts.append(np.array(model.decode_step(chunk, final=last))[0])
             bar.update(chunk.shape[2] / model.frame_rate)
     model.reset_state()
     wav = np.concatenate(parts) if parts else np.zeros(0, np.float32)
@@ -173,7 +196,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model_name: str, weights: s
     return {"codes": str(dst), "model": model_name, "num_codebooks": int(codes.shape[1]),
             "frames": int(codes.shape[2]), "frame_rate": model.frame_rate,
             "seconds": round(n / model.sample_rate, 3),
-            "kbps": round(codes.shape[1] * np.log2(model.codebook_size) * model.frame_rate / 1000, 3)}
+            "kbps": round(bitrate_kbps(model, int(codes.shape[1])), 3)}
 
 
 def _chain(first: np.ndarray, rest: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
@@ -191,7 +214,8 @@ def decode_file(src: str | Path, dst: str | Path, *, model_name: str, weights: s
     model = load_codec(model_name, weights)
     check_compatible(codes, model=model_name, sample_rate=model.sample_rate,
                      frame_rate=model.frame_rate, codebook_size=model.codebook_size,
-                     total_codebooks=model.total_codebooks, where=str(src))
+                     total_codebooks=model.total_codebooks, where=str(src),
+                     codebook_sizes=getattr(model, "codebook_sizes", None))
     wav = decode_codes(model, codes.codes, num_samples=codes.num_samples, progress=progress)
     save(dst, wav, model.sample_rate)
     return {"audio": str(dst), "model": model_name, "num_codebooks": codes.num_codebooks,

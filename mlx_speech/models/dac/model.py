@@ -10,11 +10,13 @@ Pipeline (:class:`~mlx_speech.models.dac.spec.DACSpec`)::
 Child names (also torch_ref's state-dict keys): ``encoder``, ``encoder_transformer`` and
 ``decoder_transformer`` (hybrid presets only), ``quantizer``, ``decoder``.
 
-Streaming (``causal=True`` only): ``encode_step(wav_chunk)`` takes any number of samples and
-returns the codes of the frames completed so far; ``final=True`` zero-pads the pending tail like
-the batch call. ``decode_step(codes)`` returns ``f * hop`` samples for ``f`` frames.
-Concatenated outputs equal the batch calls. Non-causal models (Descript's) decode long inputs
-exactly in overlapping chunks instead (:mod:`mlx_speech.models.dac.chunked`).
+Streaming: ``encode_step(wav_chunk, final=...)`` takes any number of samples and returns the
+codes of the frames completed so far; ``decode_step(codes, final=...)`` the samples completed so
+far. Concatenated outputs equal the batch calls for any chunk sizes. Causal models stream every
+layer causally (no look-ahead: ``f`` frames in, ``f * hop`` samples out). Non-causal models
+(Descript's) stream with look-ahead (:mod:`mlx_speech.models.dac.chunked`): output is held back
+until its right context has arrived and ``final=True`` flushes it; a non-causal model with
+transformer layers cannot stream (ValueError).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import mlx.nn as nn
 
 from mlx_speech.errors import AudioError, CodesError
 from mlx_speech.layers.transformer import Transformer
+from mlx_speech.models.dac import chunked
 from mlx_speech.models.dac.cnn import Decoder, Encoder
+from mlx_speech.models.dac.receptive import ReceptiveField
 from mlx_speech.models.dac.spec import DACSpec
 from mlx_speech.quantize.codes import check_codes
 from mlx_speech.quantize.factorized import FactorizedRVQ
@@ -89,6 +93,17 @@ class DACModel(Streaming, nn.Module):
     @property
     def has_transformer(self) -> bool:
         return "encoder_transformer" in self
+
+    @property
+    def streamable(self) -> bool:
+        """Whether ``encode_step`` / ``decode_step`` work: every model but a non-causal one
+        with transformer layers (those attend to the whole sequence)."""
+        return self.spec.causal or not self.has_transformer
+
+    def receptive_field(self) -> ReceptiveField:
+        """The CNN's exact receptive field and look-ahead, derived from its layers
+        (:func:`mlx_speech.models.dac.chunked.receptive_field`)."""
+        return chunked.receptive_field(self)
 
     def set_num_codebooks(self, num_codebooks: int) -> None:
         """Change how many codebooks ``encode`` / ``encode_step`` use by default."""
@@ -163,19 +178,29 @@ class DACModel(Streaming, nn.Module):
         self._enc_cache = self.encoder_transformer.make_cache() if self.has_transformer else None
         self._dec_cache = self.decoder_transformer.make_cache() if self.has_transformer else None
         self._samples_in = 0
-
-    def _need_causal(self, who: str) -> None:
-        if not self.spec.causal:
-            raise ValueError(f"DAC.{who} streams causal models only; this one is not causal "
-                             f"(decode it in chunks: mlx_speech.models.dac.chunked)")
+        self._enc_stream: chunked.EncodeStream | None = None  # non-causal streams, made on use
+        self._dec_stream: chunked.DecodeStream | None = None
 
     def encode_step(self, wav: mx.array, *, num_codebooks: int | None = None,
                     final: bool = False) -> mx.array:
         """Feed the next ``wav (B, t)`` samples (any ``t >= 0``); codes ``(B, K, f)`` of the
-        frames this chunk completes. ``final=True`` zero-pads the pending partial frame."""
-        self._need_causal("encode_step")
+        frames whose inputs have all arrived. ``final=True`` zero-pads the pending partial
+        frame like ``encode`` and returns everything still held.
+
+        Latency: causal models emit a frame as soon as its ``hop`` samples are in. Non-causal
+        models look ahead ``receptive_field().encoder_right`` samples past the frame's end
+        (dac_44khz: 3733 samples, 85 ms); after ``final=True`` the next call starts a new
+        stream. Concatenated outputs equal ``encode`` for any chunk sizes.
+        """
         wav = self._wav(wav, "encode_step")
         k = self._k(num_codebooks)
+        if not self.spec.causal:
+            if self._enc_stream is None:
+                self._enc_stream = chunked.EncodeStream(self)
+            codes = self._enc_stream.step(wav, k, final)
+            if final:
+                self._enc_stream = None
+            return codes
         self._samples_in += wav.shape[1]
         if final:
             pad = -self._samples_in % self.frame_size
@@ -192,10 +217,23 @@ class DACModel(Streaming, nn.Module):
             x = self.encoder_transformer.step(x, self._enc_cache)
         return self.quantizer.encode(x, num_levels=k)
 
-    def decode_step(self, codes: mx.array) -> mx.array:
-        """Feed the next codes ``(B, K, f)``; returns ``(B, f * hop)`` samples."""
-        self._need_causal("decode_step")
+    def decode_step(self, codes: mx.array, *, final: bool = False) -> mx.array:
+        """Feed the next codes ``(B, K, f)``; returns ``(B, t)``, the samples now complete.
+
+        Latency: causal models return ``t = f * hop`` at once (``final`` changes nothing).
+        Non-causal models hold a frame's audio back until ``receptive_field().decoder_right``
+        later frames have arrived (dac_44khz: 10 frames, 116 ms), emitting each sample as soon
+        as its own context is in; ``final=True`` returns the rest and ends the stream.
+        Concatenated outputs equal ``decode`` for any chunk sizes.
+        """
         codes = self._codes(codes, "decode_step")
+        if not self.spec.causal:
+            if self._dec_stream is None:
+                self._dec_stream = chunked.DecodeStream(self)
+            wav = self._dec_stream.step(codes, final)
+            if final:
+                self._dec_stream = None
+            return wav
         if codes.shape[2] == 0:
             return mx.zeros((codes.shape[0], 0), dtype=mx.float32)
         x = self.quantizer.decode(codes)

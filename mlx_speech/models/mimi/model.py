@@ -229,8 +229,12 @@ class MimiModel(Streaming, nn.Module):
             return mx.zeros((wav.shape[0], k, 0), dtype=mx.int32)
         return self.quantize(x, k)
 
-    def decode_step(self, codes: mx.array) -> mx.array:
-        """Feed the next codes ``(B, K, f)`` of the decode stream; returns ``(B, f * frame_size)``."""
+    def decode_step(self, codes: mx.array, *, final: bool = False) -> mx.array:
+        """Feed the next codes ``(B, K, f)`` of the decode stream; returns ``(B, f * frame_size)``.
+
+        ``final`` (the last piece of a stream) changes nothing here: Mimi is causal, so every
+        frame's audio is complete when it is returned. It is accepted so that callers drive
+        every codec alike (a non-causal codec flushes its look-ahead on it)."""
         codes = self._codes(codes, "decode_step")
         if codes.shape[2] == 0:
             return mx.zeros((codes.shape[0], 0), dtype=mx.float32)

@@ -2,7 +2,8 @@
 
 Same constructor (``DACModel(spec)``), child names, state-dict keys and methods (``encode``,
 ``decode``, ``encode_step``, ``decode_step``, ...). Waveforms ``(B, T)``, codes ``(B, K, F)``
-int32, latents ``(B, F, D)``; the CNN runs channels-first inside. Never imports mlx.
+int32, latents ``(B, F, D)``; the CNN runs channels-first inside. Causal models stream layer by
+layer; non-causal ones with look-ahead (``torch_ref/models/dac/chunked.py``). Never imports mlx.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import torch
 from torch import nn
 
 from mlx_speech.errors import AudioError, CodesError
+from mlx_speech.models.dac.receptive import ReceptiveField
 from mlx_speech.models.dac.spec import DACSpec
 from mlx_speech.utils.streaming import Streaming
 from torch_ref.layers.transformer import Transformer
+from torch_ref.models.dac import chunked
 from torch_ref.models.dac.cnn import Decoder, Encoder
 from torch_ref.quantize.codes import check_codes
 from torch_ref.quantize.factorized import FactorizedRVQ
@@ -74,6 +77,15 @@ class DACModel(Streaming, nn.Module):
     @property
     def has_transformer(self) -> bool:
         return self.encoder_transformer is not None
+
+    @property
+    def streamable(self) -> bool:
+        """Whether ``encode_step`` / ``decode_step`` work (not: non-causal with transformers)."""
+        return self.spec.causal or not self.has_transformer
+
+    def receptive_field(self) -> ReceptiveField:
+        """The CNN's exact receptive field and look-ahead, derived from its layers."""
+        return chunked.receptive_field(self)
 
     def set_num_codebooks(self, num_codebooks: int) -> None:
         self.spec = self.spec.replace(num_codebooks=self._k(num_codebooks))
@@ -142,17 +154,24 @@ class DACModel(Streaming, nn.Module):
         self._enc_cache = self.encoder_transformer.make_cache() if self.has_transformer else None
         self._dec_cache = self.decoder_transformer.make_cache() if self.has_transformer else None
         self._samples_in = 0
-
-    def _need_causal(self, who: str) -> None:
-        if not self.spec.causal:
-            raise ValueError(f"DAC.{who} streams causal models only; this one is not causal")
+        self._enc_stream: chunked.EncodeStream | None = None  # non-causal streams, made on use
+        self._dec_stream: chunked.DecodeStream | None = None
 
     @torch.inference_mode()
     def encode_step(self, wav: torch.Tensor, *, num_codebooks: int | None = None,
                     final: bool = False) -> torch.Tensor:
-        self._need_causal("encode_step")
+        """Next ``wav (B, t)`` samples -> codes ``(B, K, f)`` of the frames whose inputs have all
+        arrived; ``final=True`` zero-pads the partial frame and flushes. Latency as MLX's:
+        none for causal models, ``receptive_field().encoder_right`` samples otherwise."""
         wav = self._wav(wav, "encode_step")
         k = self._k(num_codebooks)
+        if not self.spec.causal:
+            if self._enc_stream is None:
+                self._enc_stream = chunked.EncodeStream(self)
+            codes = self._enc_stream.step(wav, k, final)
+            if final:
+                self._enc_stream = None
+            return codes
         self._samples_in += wav.shape[1]
         if final:
             pad = -self._samples_in % self.frame_size
@@ -171,9 +190,18 @@ class DACModel(Streaming, nn.Module):
         return self.quantizer.encode(x, num_levels=k)
 
     @torch.inference_mode()
-    def decode_step(self, codes: torch.Tensor) -> torch.Tensor:
-        self._need_causal("decode_step")
+    def decode_step(self, codes: torch.Tensor, *, final: bool = False) -> torch.Tensor:
+        """Next codes ``(B, K, f)`` -> the samples now complete. Causal: ``f * hop`` at once
+        (``final`` changes nothing); non-causal: each sample once its right context
+        (``receptive_field().decoder_right`` frames at most) is in, the rest on ``final``."""
         codes = self._codes(codes, "decode_step")
+        if not self.spec.causal:
+            if self._dec_stream is None:
+                self._dec_stream = chunked.DecodeStream(self)
+            wav = self._dec_stream.step(codes, final)
+            if final:
+                self._dec_stream = None
+            return wav
         if codes.shape[2] == 0:
             return torch.zeros(codes.shape[0], 0)
         x = self.quantizer.decode(codes)

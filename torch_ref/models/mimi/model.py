@@ -184,8 +184,9 @@ class MimiModel(Streaming, nn.Module):
         return self.quantizer.encode(x.transpose(1, 2), num_levels=k)
 
     @torch.inference_mode()
-    def decode_step(self, codes: torch.Tensor) -> torch.Tensor:
-        """Next codes ``(B, K, f)`` of the decode stream -> ``(B, f * frame_size)`` samples."""
+    def decode_step(self, codes: torch.Tensor, *, final: bool = False) -> torch.Tensor:
+        """Next codes ``(B, K, f)`` of the decode stream -> ``(B, f * frame_size)`` samples.
+        ``final`` changes nothing (Mimi is causal); accepted so callers drive codecs alike."""
         codes = self._codes(codes, "decode_step")
         if codes.shape[2] == 0:
             return torch.zeros(codes.shape[0], 0)
