@@ -57,9 +57,10 @@ def test_receptive_field_is_exact(pair):
     expect = [s for s in range(frames * hop) if needs(dec, s, s)[0] <= f0 <= needs(dec, s, s)[1]]
     assert moved.tolist() == expect
     assert (moved[0] // hop, moved[-1] // hop) == (f0 - rf.decoder_right, f0 + rf.decoder_left)
-    # the same with a finite perturbation, frame by frame
+    # the same with a finite perturbation, frame by frame (large: at the field's edge the
+    # influence is ~1e-9 per unit, below float32 rounding of the samples)
     base = np.array(m.decode_latents(lat))[0].reshape(frames, hop)
-    bumped = np.array(m.decode_latents(lat + mx.array(tangent)))[0].reshape(frames, hop)
+    bumped = np.array(m.decode_latents(lat + 100.0 * mx.array(tangent)))[0].reshape(frames, hop)
     changed = np.nonzero((base != bumped).any(axis=1))[0]
     assert (changed[0], changed[-1]) == (f0 - rf.decoder_right, f0 + rf.decoder_left)
     # encoder: the samples one latent frame reads (reverse-mode)
@@ -163,7 +164,8 @@ def test_buffers_hold_the_context_only():
     assert held[20] == held[40] == held[79]  # steady state: the context, not the history
     # the flush is the audio still waiting for frames after the last: under decoder_right hops
     rest = stream.step(lat[:, :0], final=True).shape[1]
-    assert rest == sum(needs(stream.geometry, s, s)[1] >= 80 for s in range(80 * 40))
+    n = 80 * 40 - 8  # the odd-stride [5, 4, 2] stack returns 8 samples fewer (cnn.py)
+    assert rest == sum(needs(stream.geometry, s, s)[1] >= 80 for s in range(n))
     assert rest <= m.receptive_field().decoder_right * 40
 
 

@@ -224,16 +224,25 @@ class EncodeStream:
 
 class DecodeStream:
     """The non-causal ``DACModel.decode_step``: codes chunks in, samples out; ``final=True``
-    flushes the look-ahead (the last ``decoder_right`` frames' audio)."""
+    flushes the look-ahead (the last ``decoder_right`` frames' audio) and, for odd strides,
+    appends the zeros the batch ``decode`` ends with (``cnn.py``), so the total is ``F * hop``."""
 
     def __init__(self, model: Any) -> None:
         check_streamable(model, "decode_step")
         self.model = model
         self.cnn = Lookahead(model.decoder.model)
+        self.frames = self.samples = 0
 
     def step(self, codes: mx.array, final: bool) -> mx.array:
         if codes.shape[2]:
             x = self.model.quantizer.decode(codes)
         else:
             x = mx.zeros((codes.shape[0], 0, self.model.spec.latent_dim), dtype=mx.float32)
-        return self.cnn.step(x, final)[:, :, 0]
+        self.frames += codes.shape[2]
+        y = self.cnn.step(x, final)[:, :, 0]
+        self.samples += y.shape[1]
+        short = self.frames * self.model.frame_size - self.samples if final else 0
+        if short > 0:
+            y = mx.pad(y, [(0, 0), (0, short)])
+            self.samples += short
+        return y

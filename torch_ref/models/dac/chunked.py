@@ -199,12 +199,14 @@ class EncodeStream:
 
 
 class DecodeStream:
-    """The non-causal ``DACModel.decode_step``: codes chunks in, samples out."""
+    """The non-causal ``DACModel.decode_step``: codes chunks in, samples out (with the batch
+    call's zero tail on ``final``, see the MLX twin)."""
 
     def __init__(self, model: Any) -> None:
         check_streamable(model, "decode_step")
         self.model = model
         self.cnn = Lookahead(model.decoder.model)
+        self.frames = self.samples = 0
 
     def step(self, codes: torch.Tensor, final: bool) -> torch.Tensor:
         if codes.shape[2]:
@@ -212,4 +214,11 @@ class DecodeStream:
         else:
             w = next(self.model.decoder.parameters())
             x = w.new_zeros(codes.shape[0], self.model.spec.latent_dim, 0)
-        return self.cnn.step(x, final)[:, 0]
+        self.frames += codes.shape[2]
+        y = self.cnn.step(x, final)[:, 0]
+        self.samples += y.shape[1]
+        short = self.frames * self.model.frame_size - self.samples if final else 0
+        if short > 0:
+            y = torch.nn.functional.pad(y, (0, short))
+            self.samples += short
+        return y
