@@ -388,26 +388,37 @@ _PI_HI = 3.140625
 _PI_LO = math.pi - _PI_HI
 
 
-def _snake_poly(x: mx.array, alpha: mx.array, inv_alpha: mx.array) -> mx.array:
+def _snake_reduce(x: mx.array, alpha: mx.array) -> mx.array:
     u = alpha * x
     n = (u * (1.0 / math.pi) + _ROUND_M1) - _ROUND_M1
-    r = (u - n * _PI_HI) - n * _PI_LO
-    s = r * _estrin(r * r, _SIN_C)
+    return (u - n * _PI_HI) - n * _PI_LO
+
+
+def _sin_reduced(r: mx.array) -> mx.array:
+    return r * _estrin(r * r, _SIN_C)
+
+
+def _snake_out(x: mx.array, s: mx.array, inv_alpha: mx.array) -> mx.array:
     return x + inv_alpha * (s * s)
 
 
-_snake_poly_k = _PerShape(_snake_poly)
+# Three kernels, not one: fused into one (~23 ops) MLX splits the graph past its fusion depth
+# and the result ran 2.4x slower than these three (docs/performance.md, "CPU kernels").
+_snake_reduce_k = _PerShape(_snake_reduce)
+_sin_reduced_k = _PerShape(_sin_reduced)
+_snake_out_k = _PerShape(_snake_out)
 
 
 @mx.custom_function
 def snake_cpu(x: mx.array, alpha: mx.array) -> mx.array:
-    """:func:`snake` as one vectorised CPU kernel: ``sin`` is a polynomial after range
+    """:func:`snake` as three vectorised CPU kernels: ``sin`` is a polynomial after range
     reduction (max abs error vs float64 ~1e-7 for ``|alpha x| < 1e4``). Why: MLX's CPU ``sin``
     is a scalar libm loop, three times torch's Snake on DAC's activations. Float32 inside; the
     gradient is the exact one (``mx.sin`` / ``mx.cos``), so training is unchanged."""
     xf = mx.contiguous(x.astype(mx.float32))
     a = alpha.astype(mx.float32)
-    return _snake_poly_k(xf, a, mx.reciprocal(a + SNAKE_EPS)).astype(x.dtype)
+    sin_u = _fence(_sin_reduced_k(_fence(_snake_reduce_k(xf, a))))
+    return _snake_out_k(xf, sin_u, mx.reciprocal(a + SNAKE_EPS)).astype(x.dtype)
 
 
 @snake_cpu.vjp
