@@ -33,11 +33,14 @@ from mlx_speech.models.dac.spec import DACSpec
 from mlx_speech.quantize.codes import check_codes
 from mlx_speech.quantize.factorized import FactorizedRVQ
 from mlx_speech.utils.mlx_cache import ensure_cpu_cache
+from mlx_speech.models.codec_base import SpecCodec
 from mlx_speech.utils.streaming import Streaming
 
 
-class DACModel(Streaming, nn.Module):
+class DACModel(SpecCodec, Streaming, nn.Module):
     """The DAC-style codec built from its :class:`DACSpec`."""
+
+    CODEC_NAME = "DAC"
 
     def __init__(self, spec: DACSpec) -> None:
         super().__init__()
@@ -62,26 +65,6 @@ class DACModel(Streaming, nn.Module):
 
     # -- sizes -------------------------------------------------------------------------------
     @property
-    def sample_rate(self) -> int:
-        return self.spec.sample_rate
-
-    @property
-    def frame_rate(self) -> float:
-        return self.spec.frame_rate
-
-    @property
-    def frame_size(self) -> int:
-        return self.spec.hop_length
-
-    @property
-    def total_codebooks(self) -> int:
-        return self.spec.total_codebooks
-
-    @property
-    def num_codebooks(self) -> int:
-        return self.spec.num_codebooks
-
-    @property
     def codebook_sizes(self) -> list[int]:
         return list(self.spec.codebook_sizes)
 
@@ -105,10 +88,6 @@ class DACModel(Streaming, nn.Module):
         (:func:`mlx_speech.models.dac.chunked.receptive_field`)."""
         return chunked.receptive_field(self)
 
-    def set_num_codebooks(self, num_codebooks: int) -> None:
-        """Change how many codebooks ``encode`` / ``encode_step`` use by default."""
-        self.spec = self.spec.replace(num_codebooks=self._k(num_codebooks))
-
     def remove_weight_norm(self) -> None:
         """Fold every convolution's weight norm (exact; faster inference, no more training)."""
         for _, m in self.named_modules():
@@ -124,13 +103,6 @@ class DACModel(Streaming, nn.Module):
             raise AudioError(f"DAC.{who}: expected a float waveform (B, T), got {wav.dtype} "
                              f"{tuple(wav.shape)}")
         return wav
-
-    def _k(self, num_codebooks: int | None) -> int:
-        k = self.spec.num_codebooks if num_codebooks is None else num_codebooks
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.total_codebooks:
-            raise CodesError(f"DAC: num_codebooks must be an int in 1..{self.total_codebooks}, "
-                             f"got {num_codebooks!r}")
-        return k
 
     def _codes(self, codes: mx.array, who: str) -> mx.array:
         return check_codes(codes, self.codebook_sizes, f"DAC.{who}")

@@ -40,12 +40,15 @@ from mlx_speech.quantize.rvq import SplitResidualVQ
 from mlx_speech.models.mimi.spec import MimiSpec
 from mlx_speech.specs.quantize import ema_mimi
 from mlx_speech.utils.mlx_cache import CPU_CACHE_BYTES, ensure_cpu_cache  # noqa: F401
+from mlx_speech.models.codec_base import SpecCodec
 from mlx_speech.utils.streaming import Streaming
 
 
-class MimiModel(Streaming, nn.Module):
+class MimiModel(SpecCodec, Streaming, nn.Module):
     """The Mimi codec, built from its :class:`MimiSpec` (``quantizer``: another quantizer on the
     same latents; :class:`Mimi9Model` passes its bridge)."""
+
+    CODEC_NAME = "Mimi"
 
     def __init__(self, spec: MimiSpec, *, quantizer: nn.Module | None = None) -> None:
         super().__init__()
@@ -80,32 +83,8 @@ class MimiModel(Streaming, nn.Module):
 
     # -- sizes -------------------------------------------------------------------------------
     @property
-    def sample_rate(self) -> int:
-        return self.spec.sample_rate
-
-    @property
-    def frame_rate(self) -> float:
-        return self.spec.frame_rate
-
-    @property
-    def frame_size(self) -> int:
-        return self.spec.frame_size
-
-    @property
-    def total_codebooks(self) -> int:
-        return self.spec.total_codebooks
-
-    @property
-    def num_codebooks(self) -> int:
-        return self.spec.num_codebooks
-
-    @property
     def codebook_size(self) -> int:
         return self.spec.codebook_size
-
-    def set_num_codebooks(self, num_codebooks: int) -> None:
-        """Change how many codebooks ``encode`` / ``encode_step`` use by default."""
-        self.spec = self.spec.replace(num_codebooks=self._k(num_codebooks))
 
     # -- checks ------------------------------------------------------------------------------
     def _wav(self, wav: mx.array, who: str) -> mx.array:
@@ -116,13 +95,6 @@ class MimiModel(Streaming, nn.Module):
             raise AudioError(f"Mimi.{who}: expected a float waveform (B, T), got {wav.dtype} "
                              f"{tuple(wav.shape)}")
         return wav
-
-    def _k(self, num_codebooks: int | None) -> int:
-        k = self.spec.num_codebooks if num_codebooks is None else num_codebooks
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.total_codebooks:
-            raise CodesError(f"Mimi: num_codebooks must be an int in 1..{self.total_codebooks}, "
-                             f"got {num_codebooks!r}")
-        return k
 
     def _codes(self, codes: mx.array, who: str) -> mx.array:
         if not isinstance(codes, mx.array) or codes.ndim != 3:

@@ -14,6 +14,7 @@ from torch import nn
 from mlx_speech.errors import AudioError, CodesError
 from mlx_speech.models.dac.receptive import ReceptiveField
 from mlx_speech.models.dac.spec import DACSpec
+from mlx_speech.models.codec_base import SpecCodec
 from mlx_speech.utils.streaming import Streaming
 from torch_ref.layers.transformer import Transformer
 from torch_ref.models.dac import chunked
@@ -22,8 +23,10 @@ from torch_ref.quantize.codes import check_codes
 from torch_ref.quantize.factorized import FactorizedRVQ
 
 
-class DACModel(Streaming, nn.Module):
+class DACModel(SpecCodec, Streaming, nn.Module):
     """The DAC-style codec built from its :class:`DACSpec`."""
+
+    CODEC_NAME = "DAC"
 
     def __init__(self, spec: DACSpec) -> None:
         super().__init__()
@@ -47,26 +50,6 @@ class DACModel(Streaming, nn.Module):
 
     # -- sizes -------------------------------------------------------------------------------
     @property
-    def sample_rate(self) -> int:
-        return self.spec.sample_rate
-
-    @property
-    def frame_rate(self) -> float:
-        return self.spec.frame_rate
-
-    @property
-    def frame_size(self) -> int:
-        return self.spec.hop_length
-
-    @property
-    def total_codebooks(self) -> int:
-        return self.spec.total_codebooks
-
-    @property
-    def num_codebooks(self) -> int:
-        return self.spec.num_codebooks
-
-    @property
     def codebook_sizes(self) -> list[int]:
         return list(self.spec.codebook_sizes)
 
@@ -87,9 +70,6 @@ class DACModel(Streaming, nn.Module):
         """The CNN's exact receptive field and look-ahead, derived from its layers."""
         return chunked.receptive_field(self)
 
-    def set_num_codebooks(self, num_codebooks: int) -> None:
-        self.spec = self.spec.replace(num_codebooks=self._k(num_codebooks))
-
     def remove_weight_norm(self) -> None:
         """Fold every convolution's weight norm (exact)."""
         for m in self.modules():
@@ -105,13 +85,6 @@ class DACModel(Streaming, nn.Module):
             raise AudioError(f"DAC.{who}: expected a float waveform (B, T), got {wav.dtype} "
                              f"{tuple(wav.shape)}")
         return wav
-
-    def _k(self, num_codebooks: int | None) -> int:
-        k = self.spec.num_codebooks if num_codebooks is None else num_codebooks
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.total_codebooks:
-            raise CodesError(f"DAC: num_codebooks must be an int in 1..{self.total_codebooks}, "
-                             f"got {num_codebooks!r}")
-        return k
 
     def _codes(self, codes: torch.Tensor, who: str) -> torch.Tensor:
         return check_codes(codes, self.codebook_sizes, f"DAC.{who}")
