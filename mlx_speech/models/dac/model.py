@@ -24,7 +24,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-from mlx_speech.errors import AudioError, CodesError
+from mlx_speech.errors import AudioError
 from mlx_speech.layers.transformer import Transformer
 from mlx_speech.models.dac import chunked
 from mlx_speech.models.dac.cnn import Decoder, Encoder

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mlx_speech.errors import AudioError, CodesError
+from mlx_speech.errors import AudioError
 from mlx_speech.models.dac.receptive import ReceptiveField
 from mlx_speech.models.dac.spec import DACSpec
 from mlx_speech.models.codec_base import SpecCodec
