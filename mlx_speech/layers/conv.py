@@ -109,10 +109,43 @@ def _weight_norm(v: mx.array, g: mx.array, axes: tuple[int, ...]) -> mx.array:
     return v * (g / mx.sqrt(mx.sum(v * v, axis=axes, keepdims=True)))
 
 
-class Conv1d(Streaming, nn.Module):
+class _WeightNormMixin:
+    """Weight norm of a convolution (``Conv1d``, ``ConvTranspose1d``, ``layers.conv2d.Conv2d``):
+    ``weight_g`` keeps one gain per torch output axis and the norm runs over ``WN_AXES`` (every
+    other axis of the MLX layout)."""
+
+    WN_AXES: tuple[int, ...]
+    weight_norm: bool
+
+    def _init_weight(self, w: mx.array, weight_norm: bool) -> None:
+        self.weight_norm = weight_norm
+        if weight_norm:
+            self.weight_v = w
+            self.weight_g = mx.sqrt(mx.sum(w * w, axis=self.WN_AXES, keepdims=True))
+        else:
+            self.weight = w
+
+    def effective_weight(self) -> mx.array:
+        """The convolution weight in MLX layout, with weight norm applied if enabled."""
+        if self.weight_norm:
+            return _weight_norm(self["weight_v"], self["weight_g"], self.WN_AXES)
+        return self["weight"]
+
+    def remove_weight_norm(self) -> None:
+        """Fold ``weight_g``/``weight_v`` into ``weight`` (exact: the same array the call uses)."""
+        if not self.weight_norm:
+            return
+        w = self.effective_weight()
+        del self["weight_g"], self["weight_v"]
+        self.weight = w
+        self.weight_norm = False
+
+
+class Conv1d(Streaming, _WeightNormMixin, nn.Module):
     """1-D convolution, channels-last. ``__call__``: ``(B, T, C_in)`` -> ``(B, T_out, C_out)``."""
 
     PARAM_KINDS = {"weight": "conv1d", "weight_v": "conv1d", "weight_g": "conv1d"}
+    WN_AXES = (1, 2)  # weight (O, K, I/groups): one gain per output channel
 
     def __init__(self, *, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  dilation: int = 1, groups: int = 1, bias: bool = True,
@@ -133,14 +166,10 @@ class Conv1d(Streaming, nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
         self.groups, self.padding, self.pad_mode = groups, padding, pad_mode
-        self.weight_norm = weight_norm
         scale = 1.0 / math.sqrt(in_channels // groups * kernel_size)
-        w = mx.random.uniform(-scale, scale, (out_channels, kernel_size, in_channels // groups))
-        if weight_norm:
-            self.weight_v = w
-            self.weight_g = mx.sqrt(mx.sum(w * w, axis=(1, 2), keepdims=True))
-        else:
-            self.weight = w
+        self._init_weight(mx.random.uniform(-scale, scale,
+                                            (out_channels, kernel_size, in_channels // groups)),
+                          weight_norm)
         if bias:
             self.bias = mx.random.uniform(-scale, scale, (out_channels,))
         self._buf: mx.array | None = None
@@ -170,21 +199,6 @@ class Conv1d(Streaming, nn.Module):
         """Frames the batch call returns for ``length`` input steps."""
         left, right = self.padding_for(length)
         return max(0, (length + left + right - self.effective_kernel_size) // self.stride + 1)
-
-    def effective_weight(self) -> mx.array:
-        """The convolution weight ``(O, K, I/groups)``, with weight norm applied if enabled."""
-        if self.weight_norm:
-            return _weight_norm(self["weight_v"], self["weight_g"], (1, 2))
-        return self["weight"]
-
-    def remove_weight_norm(self) -> None:
-        """Fold ``weight_g``/``weight_v`` into ``weight`` (exact: the same array the call uses)."""
-        if not self.weight_norm:
-            return
-        w = self.effective_weight()
-        del self["weight_g"], self["weight_v"]
-        self.weight = w
-        self.weight_norm = False
 
     def _conv(self, x: mx.array) -> mx.array:
         y = ck.conv1d(x, self.effective_weight(), stride=self.stride, dilation=self.dilation,
@@ -247,7 +261,7 @@ class Conv1d(Streaming, nn.Module):
         return mx.zeros((x.shape[0], 0, self.out_channels), dtype=mx.result_type(x, w))
 
 
-class ConvTranspose1d(Streaming, nn.Module):
+class ConvTranspose1d(Streaming, _WeightNormMixin, nn.Module):
     """Transposed 1-D convolution, channels-last: ``(B, T, C_in)`` -> ``(B, T_out, C_out)``.
 
     ``padding``: ``"causal"`` trims ``K - S`` on the right (moshi, ``T_out = T*S``);
@@ -257,6 +271,7 @@ class ConvTranspose1d(Streaming, nn.Module):
 
     PARAM_KINDS = {"weight": "conv_transpose1d", "weight_v": "conv_transpose1d",
                    "weight_g": "conv_transpose1d"}
+    WN_AXES = (0, 1)  # weight (O/groups, K, I): one gain per input channel (torch's dim 0)
 
     def __init__(self, *, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  groups: int = 1, bias: bool = True, padding: str | int = "causal",
@@ -272,15 +287,11 @@ class ConvTranspose1d(Streaming, nn.Module):
         self.kernel_size, self.stride, self.groups = kernel_size, stride, groups
         self.padding = padding
         self.output_padding = output_padding
-        self.weight_norm = weight_norm
         # torch's init: fan_in from its weight (I, O/groups, K) is O/groups * K
         scale = 1.0 / math.sqrt(out_channels // groups * kernel_size)
-        w = mx.random.uniform(-scale, scale, (out_channels // groups, kernel_size, in_channels))
-        if weight_norm:
-            self.weight_v = w
-            self.weight_g = mx.sqrt(mx.sum(w * w, axis=(0, 1), keepdims=True))
-        else:
-            self.weight = w
+        self._init_weight(mx.random.uniform(-scale, scale,
+                                            (out_channels // groups, kernel_size, in_channels)),
+                          weight_norm)
         if bias:
             self.bias = mx.random.uniform(-scale, scale, (out_channels,))
         self._tail: mx.array | None = None
@@ -299,21 +310,6 @@ class ConvTranspose1d(Streaming, nn.Module):
         if length == 0:
             return 0
         return (length - 1) * self.stride + self.kernel_size - sum(self.trim_for())
-
-    def effective_weight(self) -> mx.array:
-        """The weight ``(O/groups, K, I)``, with weight norm applied if enabled."""
-        if self.weight_norm:
-            return _weight_norm(self["weight_v"], self["weight_g"], (0, 1))
-        return self["weight"]
-
-    def remove_weight_norm(self) -> None:
-        """Fold ``weight_g``/``weight_v`` into ``weight`` (exact: the same array the call uses)."""
-        if not self.weight_norm:
-            return
-        w = self.effective_weight()
-        del self["weight_g"], self["weight_v"]
-        self.weight = w
-        self.weight_norm = False
 
     def _full(self, x: mx.array) -> mx.array:
         return ck.conv_transpose1d(x, self.effective_weight(), stride=self.stride,

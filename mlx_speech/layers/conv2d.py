@@ -27,6 +27,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlx_speech.errors import SpecError
+from mlx_speech.layers.conv import _WeightNormMixin
 
 __all__ = ["Conv2d"]
 
@@ -50,10 +51,11 @@ def _check_channels(in_channels: int, out_channels: int, groups: int) -> None:
                         f"be divisible by groups ({groups})")
 
 
-class Conv2d(nn.Module):
+class Conv2d(_WeightNormMixin, nn.Module):
     """2-D convolution, channels-last: ``(B, H, W, C_in)`` -> ``(B, H_out, W_out, C_out)``."""
 
     PARAM_KINDS = {"weight": "conv2d", "weight_v": "conv2d", "weight_g": "conv2d"}
+    WN_AXES = (1, 2, 3)  # weight (O, k_h, k_w, I/groups): one gain per output channel
 
     def __init__(self, *, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
@@ -64,33 +66,12 @@ class Conv2d(nn.Module):
         self.stride = _pair(stride, "stride", 1)
         self.padding = _pair(padding, "padding", 0)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.weight_norm = weight_norm
         kh, kw = self.kernel_size
         scale = 1.0 / math.sqrt(in_channels // groups * kh * kw)
-        w = mx.random.uniform(-scale, scale, (out_channels, kh, kw, in_channels // groups))
-        if weight_norm:
-            self.weight_v = w
-            self.weight_g = mx.sqrt(mx.sum(w * w, axis=(1, 2, 3), keepdims=True))
-        else:
-            self.weight = w
+        shape = (out_channels, kh, kw, in_channels // groups)
+        self._init_weight(mx.random.uniform(-scale, scale, shape), weight_norm)
         if bias:
             self.bias = mx.random.uniform(-scale, scale, (out_channels,))
-
-    def effective_weight(self) -> mx.array:
-        """The convolution weight ``(O, k_h, k_w, I/groups)``, weight norm applied if enabled."""
-        if self.weight_norm:
-            v, g = self["weight_v"], self["weight_g"]
-            return v * (g / mx.sqrt(mx.sum(v * v, axis=(1, 2, 3), keepdims=True)))
-        return self["weight"]
-
-    def remove_weight_norm(self) -> None:
-        """Fold ``weight_g``/``weight_v`` into ``weight`` (exact: the same array the call uses)."""
-        if not self.weight_norm:
-            return
-        w = self.effective_weight()
-        del self["weight_g"], self["weight_v"]
-        self.weight = w
-        self.weight_norm = False
 
     def output_shape(self, height: int, width: int) -> tuple[int, int]:
         """``(H_out, W_out)`` the call returns for an ``(H, W)`` input."""

@@ -93,11 +93,14 @@ def _check_input(x: torch.Tensor, channels: int, who: str) -> None:
 
 
 def _weight_norm(v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    # norm over every dim but 0 (torch weight_norm, dim=0)
-    return v * (g / torch.linalg.vector_norm(v, dim=(1, 2), keepdim=True))
+    # norm over every dim but 0 (torch weight_norm, dim=0), for 1-D and 2-D kernels alike
+    return v * (g / torch.linalg.vector_norm(v, dim=tuple(range(1, v.dim())), keepdim=True))
 
 
 class _WeightNormMixin:
+    """Weight norm of a convolution (``Conv1d``, ``ConvTranspose1d``, ``layers.conv2d.Conv2d``):
+    ``weight_g`` with ones on every axis but 0, ``weight_v`` like ``weight``."""
+
     weight_norm: bool
 
     def effective_weight(self) -> torch.Tensor:
@@ -116,11 +119,12 @@ class _WeightNormMixin:
         self.weight = nn.Parameter(w)
         self.weight_norm = False
 
-    def _init_weight(self, shape: tuple[int, int, int], scale: float, weight_norm: bool) -> None:
+    def _init_weight(self, shape: tuple[int, ...], scale: float, weight_norm: bool) -> None:
         w = torch.empty(shape).uniform_(-scale, scale)
         self.weight_norm = weight_norm
         if weight_norm:
-            self.weight_g = nn.Parameter(torch.linalg.vector_norm(w, dim=(1, 2), keepdim=True))
+            self.weight_g = nn.Parameter(torch.linalg.vector_norm(w, dim=tuple(range(1, w.dim())),
+                                                                  keepdim=True))
             self.weight_v = nn.Parameter(w)
         else:
             self.weight = nn.Parameter(w)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlx_speech.errors import SpecError
+from torch_ref.layers.conv import _WeightNormMixin
 
 __all__ = ["Conv2d"]
 
@@ -39,7 +40,7 @@ def _check_channels(in_channels: int, out_channels: int, groups: int) -> None:
                         f"be divisible by groups ({groups})")
 
 
-class Conv2d(nn.Module):
+class Conv2d(_WeightNormMixin, nn.Module):
     """2-D convolution: ``(B, C_in, H, W)`` -> ``(B, C_out, H_out, W_out)``."""
 
     # The MLX twin's declared kinds (convert/ reads them from either tree).
@@ -54,33 +55,10 @@ class Conv2d(nn.Module):
         self.stride = _pair(stride, "stride", 1)
         self.padding = _pair(padding, "padding", 0)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.weight_norm = weight_norm
         kh, kw = self.kernel_size
         scale = 1.0 / math.sqrt(in_channels // groups * kh * kw)
-        w = torch.empty(out_channels, in_channels // groups, kh, kw).uniform_(-scale, scale)
-        if weight_norm:
-            self.weight_g = nn.Parameter(torch.linalg.vector_norm(w, dim=(1, 2, 3), keepdim=True))
-            self.weight_v = nn.Parameter(w)
-        else:
-            self.weight = nn.Parameter(w)
+        self._init_weight((out_channels, in_channels // groups, kh, kw), scale, weight_norm)
         self.bias = nn.Parameter(torch.empty(out_channels).uniform_(-scale, scale)) if bias else None
-
-    def effective_weight(self) -> torch.Tensor:
-        """The convolution weight ``(O, I/groups, k_h, k_w)``, weight norm applied if enabled."""
-        if self.weight_norm:
-            v = self.weight_v
-            return v * (self.weight_g / torch.linalg.vector_norm(v, dim=(1, 2, 3), keepdim=True))
-        return self.weight
-
-    def remove_weight_norm(self) -> None:
-        """Fold ``weight_g``/``weight_v`` into ``weight`` (exact: the tensor the call uses)."""
-        if not self.weight_norm:
-            return
-        with torch.no_grad():
-            w = self.effective_weight().detach().clone()
-        del self.weight_g, self.weight_v
-        self.weight = nn.Parameter(w)
-        self.weight_norm = False
 
     def output_shape(self, height: int, width: int) -> tuple[int, int]:
         """``(H_out, W_out)`` the call returns for an ``(H, W)`` input."""
