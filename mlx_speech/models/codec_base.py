@@ -4,7 +4,9 @@ The MLX and torch_ref models of each codec family (Mimi, DAC, ...) derive from
 :class:`SpecCodec`, so the sizes the file pipeline uses (``pipelines/codec.py``) and the check
 of a requested number of codebooks are written once. A family's spec provides
 ``sample_rate``, ``frame_rate``, ``frame_size``, ``total_codebooks`` and ``num_codebooks``
-(the default number ``encode`` uses), and accepts ``replace(num_codebooks=...)``.
+(the default number ``encode`` uses), and accepts ``replace(num_codebooks=...)``; the model
+provides ``codebook_size`` (the largest level's), and overrides :attr:`codebook_sizes` when its
+levels differ and :attr:`streamable` when it cannot run in pieces.
 """
 
 from __future__ import annotations
@@ -39,6 +41,17 @@ class SpecCodec:
     @property
     def num_codebooks(self) -> int:
         return self.spec.num_codebooks
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        """Codes per level; every level has ``codebook_size`` unless the model says otherwise."""
+        return [self.codebook_size] * self.total_codebooks
+
+    @property
+    def streamable(self) -> bool:
+        """Whether ``encode_step`` / ``decode_step`` give the batch result (the file pipeline
+        runs every codec in pieces)."""
+        return True
 
     def set_num_codebooks(self, num_codebooks: int) -> None:
         """Change how many codebooks ``encode`` / ``encode_step`` use by default."""

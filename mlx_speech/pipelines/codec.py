@@ -40,7 +40,7 @@ def load_codec(model: str, weights: str | Path, *, num_codebooks: int | None = N
     if num_codebooks is not None and not 1 <= num_codebooks <= info.max_codebooks:
         raise UserError(f"{model} uses 1..{info.max_codebooks} codebooks, got {num_codebooks}")
     codec = mlx_speech.load(weights, family=model, num_codebooks=num_codebooks)
-    if not getattr(codec, "streamable", True):
+    if not codec.streamable:
         raise UserError(f"{weights}: this {model} model cannot be processed in pieces (it is not "
                         f"causal and has transformer layers, which see the whole input)")
     return codec
@@ -49,8 +49,7 @@ def load_codec(model: str, weights: str | Path, *, num_codebooks: int | None = N
 def bits_per_frame(model: Any, num_codebooks: int) -> float:
     """Bits one frame of ``num_codebooks`` levels carries: ``sum(log2(size))`` over the levels
     used, so per-level sizes (DAC speech presets: ``[2048, 1024 x 7]``) count as they are."""
-    sizes = getattr(model, "codebook_sizes", None) or [model.codebook_size] * num_codebooks
-    return float(sum(np.log2(size) for size in sizes[:num_codebooks]))
+    return float(sum(np.log2(size) for size in model.codebook_sizes[:num_codebooks]))
 
 
 def bitrate_kbps(model: Any, num_codebooks: int) -> float:
@@ -215,7 +214,7 @@ def decode_file(src: str | Path, dst: str | Path, *, model_name: str, weights: s
     check_compatible(codes, model=model_name, sample_rate=model.sample_rate,
                      frame_rate=model.frame_rate, codebook_size=model.codebook_size,
                      total_codebooks=model.total_codebooks, where=str(src),
-                     codebook_sizes=getattr(model, "codebook_sizes", None))
+                     codebook_sizes=model.codebook_sizes)
     wav = decode_codes(model, codes.codes, num_samples=codes.num_samples, progress=progress)
     save(dst, wav, model.sample_rate)
     return {"audio": str(dst), "model": model_name, "num_codebooks": codes.num_codebooks,
