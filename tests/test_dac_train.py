@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import mlx.core as mx
+from mlx.utils import tree_flatten
 
 import mlx_speech
 from mlx_speech.data.toy import write_toy_corpus
@@ -170,3 +171,29 @@ def test_shipped_recipes_parse():
         spec = TrainSpec.from_yaml((files("mlx_speech.configs") / name).read_text())
         assert spec.task == "dac"
         DACTrainSpec._build(spec.model, strict=True, where="model")
+
+
+def test_init_from_weights_and_mismatch(manifest, tmp_path):
+    """``model.init`` starts both frameworks from a codec file; another structure is refused."""
+    from mlx_speech.models.dac.model import DACModel
+    from mlx_speech.models.dac.train_spec import DACTrainSpec as S
+    from mlx_speech.train.tasks_dac import DACTask
+    from mlx_speech.weights.mlx import save_mlx_model
+    from torch_ref.train.tasks_dac import DACTask as TorchDACTask
+
+    spec = recipe(manifest, tmp_path / "i")
+    src = DACModel(S._build(spec.model, strict=True, where="m").codec_spec())
+    path = tmp_path / "src.safetensors"
+    save_mlx_model(path, src, model="dac", spec=src.spec)
+    model = {**spec.model, "init": str(path)}
+    m = DACTask(model).build().generator.codec
+    ref = dict(tree_flatten(src.parameters()))
+    assert all(np.array_equal(np.array(v), np.array(ref[k])) for k, v in tree_flatten(m.parameters()))
+    t = TorchDACTask(model).build().generator.codec
+    w = t.state_dict()["encoder.block.0.weight_v"].numpy()
+    assert np.array_equal(w, np.array(src.encoder.block[0].weight_v).transpose(0, 2, 1))
+    other = DACModel(src.spec.replace(decoder_dim=16))
+    save_mlx_model(path, other, model="dac", spec=other.spec)
+    for task in (DACTask, TorchDACTask):
+        with pytest.raises(SpecError, match="differs from the recipe"):
+            task(model).build()

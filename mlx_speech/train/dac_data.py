@@ -98,6 +98,14 @@ class DACTaskBase(Task):
                         "spec": sem.teacher_spec}
             self.tag = _digest(identity)
 
+    def check_init(self, spec: Any) -> None:
+        """``model.init``'s codec spec must be the recipe's (up to the default number of
+        codebooks and the quantizer dropout, which are run settings, not weights)."""
+        same = spec.replace(num_codebooks=self.codec.num_codebooks,
+                            quantizer_dropout=self.codec.quantizer_dropout)
+        if same != self.codec:
+            raise SpecError(f"model.init {self.spec.init}: its codec spec differs from the recipe's")
+
     # -- the teacher cache -------------------------------------------------------------------
     def cache_files(self, items: list[Item]) -> list[Path]:
         return [cache_file(self.spec.semantic.cache_dir, self.tag, it) for it in items]

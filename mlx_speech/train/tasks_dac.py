@@ -33,10 +33,12 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
-from mlx_speech.errors import SpecError
+import mlx_speech
+
 from mlx_speech.models.dac.model import DACModel
 from mlx_speech.train.dac_data import DACTaskBase
 from mlx_speech.train.dac_discriminators import DACDiscriminator
+from mlx_speech.weights.core import flatten_tree
 from mlx_speech.train.losses import (dac_mel_loss, feature_matching_loss,
                                      lsgan_discriminator_loss, lsgan_generator_loss)
 
@@ -82,7 +84,9 @@ class DACTask(DACTaskBase):
     def build(self) -> nn.Module:
         codec = DACModel(self.codec)
         if self.spec.init is not None:
-            codec = _init_from(codec, self.spec.init)
+            src = mlx_speech.load(self.spec.init, family="dac")
+            self.check_init(src.spec)
+            codec.load_weights(list(flatten_tree(src.parameters()).items()), strict=True)
         semantic = self.semantic_dim if self.semantic != "none" else None
         return DACGAN(generator=DACGenerator(codec, semantic),
                       discriminator=DACDiscriminator(self.spec.discriminator_spec()))
@@ -154,16 +158,3 @@ class DACTask(DACTaskBase):
         mel = dac_mel_loss(pred, wav, sample_rate=self.codec.sample_rate)
         return mel, {"mel": mel}
 
-
-def _init_from(codec: DACModel, path: str) -> DACModel:
-    """``codec`` with the weights of ``path`` (same spec; any format ``mlx_speech.load`` reads)."""
-    import mlx_speech  # noqa: PLC0415
-    from mlx_speech.weights.core import flatten_tree  # noqa: PLC0415
-
-    src = mlx_speech.load(path, family="dac")
-    same = src.spec.replace(num_codebooks=codec.spec.num_codebooks,
-                            quantizer_dropout=codec.spec.quantizer_dropout)
-    if same != codec.spec:
-        raise SpecError(f"model.init {path}: its codec spec differs from the recipe's")
-    codec.load_weights(list(flatten_tree(src.parameters()).items()), strict=True)
-    return codec

@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from mlx_speech.errors import SpecError
 from mlx_speech.train.dac_data import DACTaskBase
 from torch_ref.models.dac.model import DACModel
 from torch_ref.train.dac_discriminators import DACDiscriminator
@@ -61,10 +60,7 @@ class DACTask(DACTaskBase):
             import torch_ref  # noqa: PLC0415
 
             src = torch_ref.load(self.spec.init, family="dac")
-            same = src.spec.replace(num_codebooks=codec.spec.num_codebooks,
-                                    quantizer_dropout=codec.spec.quantizer_dropout)
-            if same != codec.spec:
-                raise SpecError(f"model.init {self.spec.init}: its codec spec differs from the recipe's")
+            self.check_init(src.spec)
             codec.load_state_dict(src.state_dict(), strict=True)
         semantic = self.semantic_dim if self.semantic != "none" else None
         return DACGAN(generator=DACGenerator(codec, semantic),
