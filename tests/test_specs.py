@@ -105,7 +105,7 @@ def test_nested_specs_and_lists():
 
 def test_presets_and_replace():
     assert "hifigan_22k" in MelSpec.presets()
-    with pytest.raises(SpecError, match="unknown MelSpec preset 'nope'; known: hifigan_22k"):
+    with pytest.raises(SpecError, match="unknown MelSpec preset 'nope'; known: bsq_16k, hifigan_22k"):
         MelSpec.from_preset("nope")
     s = MelSpec.from_preset("hifigan_22k").replace(n_mels=100)
     assert s.n_mels == 100

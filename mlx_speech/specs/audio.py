@@ -65,3 +65,12 @@ def mel_speech_16k() -> MelSpec:
 def mel_speech_24k() -> MelSpec:
     """24 kHz, 100 mels, hop 256 (Vocos / Mimi-rate vocoders)."""
     return MelSpec(sample_rate=24000, n_fft=1024, hop_length=256, win_length=1024, n_mels=100, f_max=None)
+
+
+@MelSpec.preset("bsq_16k")
+def mel_bsq_16k() -> MelSpec:
+    """BSQ-ViT audio tokenizer front end: 16 kHz, n_fft 1024, 10 ms hop, 128 mels, floor 1e-3
+    (-60 dB, the tokenizer's -80 dB clip with its 20 dB reference), so a HiFi-GAN trained on
+    this preset vocodes the tokenizer's mel as it is."""
+    return MelSpec(sample_rate=16000, n_fft=1024, hop_length=160, win_length=1024, n_mels=128,
+                   f_max=None, log_floor=1e-3)
