@@ -194,7 +194,8 @@ class TrainLoop:
         pass
 
     def _export(self) -> None:
-        """Hand the model, with the current weights, to ``task.export`` (rank 0)."""
+        """Hand the model, with the current weights (the EMA's when EMA runs with ``ema.eval``,
+        the weights validation reads), to ``task.export`` (rank 0)."""
 
     # -- shared machinery ---------------------------------------------------------------------
     def say(self, message: str) -> None:

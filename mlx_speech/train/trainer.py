@@ -113,8 +113,14 @@ class Trainer(TrainLoop):
         self._bind(self.params)
 
     def _export(self) -> None:
-        self._bind(self.params)  # the fp32 masters (a forward rebinds them, cast, anyway)
-        self.task.export(self.model)
+        # the weights validation reads: the EMA's when it runs with ``ema.eval``, else the
+        # fp32 masters (a forward rebinds them, cast, anyway)
+        use_ema = self.ema is not None and self.spec.ema.eval
+        self._bind(self.ema.weights if use_ema else self.params)
+        try:
+            self.task.export(self.model)
+        finally:
+            self._bind(self.params)
 
     def _resolve_cpu_shards(self) -> int:
         """Row shards per micro-batch (``cpu_shards``; 1 where sharding cannot help or would

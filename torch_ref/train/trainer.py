@@ -68,7 +68,8 @@ class Trainer(TrainLoop):
         self.autocast_dtype = torch.bfloat16 if spec.precision == "bf16" else None
 
     def _export(self) -> None:
-        self.task.export(self.model)
+        with self._ema_bound():
+            self.task.export(self.model)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _seed_step(self) -> None:
@@ -160,23 +161,33 @@ class Trainer(TrainLoop):
         for b, v in held:
             b.copy_(v)
 
-    @torch.no_grad()
-    def _eval_batch(self, inputs: dict[str, np.ndarray]) -> tuple[float, int]:
+    @contextlib.contextmanager
+    def _ema_bound(self) -> Any:
+        """The EMA weights in the model for the block (when EMA runs and ``ema.eval``), the
+        training weights restored after it."""
         use_ema = self.ema is not None and self.spec.ema.eval
         params = dict(self.model.named_parameters())
         saved = {k: p.detach().clone() for k, p in params.items()} if use_ema else {}
+        try:
+            with torch.no_grad():
+                for k, p in params.items():
+                    if use_ema:
+                        p.copy_(self.ema.weights[k])
+            yield
+        finally:
+            with torch.no_grad():
+                for k, v in saved.items():
+                    params[k].copy_(v)
+
+    @torch.no_grad()
+    def _eval_batch(self, inputs: dict[str, np.ndarray]) -> tuple[float, int]:
         self.model.eval()
         try:
-            if use_ema:
-                for k, p in params.items():
-                    p.copy_(self.ema.weights[k])
-            with self._autocast():
+            with self._ema_bound(), self._autocast():
                 loss, _ = self.task.loss(self.model, self._tensors(inputs))
             rows = len(next(iter(inputs.values())))
             return float(loss) * rows, rows
         finally:
-            for k, v in saved.items():
-                params[k].copy_(v)
             self.model.train()
 
     def _state_arrays(self) -> dict[str, np.ndarray]:
