@@ -1,0 +1,85 @@
+"""BSQ-ViT's GAN side: the PatchGAN spec and its size rules, the discriminator's shapes, MLX vs
+torch_ref parity of scores, features and gradients (weight norm on and off), the hinge losses
+(known values and parity), and the clear error for a mel below the minimum size."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from convert.parity import build_pair, compare
+from mlx_speech.errors import AudioError, SpecError
+from mlx_speech.models.bsq_vit.gan_spec import PatchGANSpec
+from mlx_speech.weights.core import flatten_tree
+
+torch = pytest.importorskip("torch")
+
+CL = (0, 2, 3, 1)  # torch (B, C, H, W) -> MLX (B, H, W, C)
+TINY = PatchGANSpec.from_preset("tiny")
+SPECS = {
+    "tiny": TINY,
+    "tiny-no-wn": TINY.replace(weight_norm=False),
+    "k3-capped": PatchGANSpec(channels=4, layers=3, kernel=3, max_channels=8, slope=0.1),
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _mel(B=2, T=50, n_mels=40, seed=0):
+    """A mel in the tokenizer's [-1, 1] scale."""
+    return np.random.default_rng(seed).uniform(-1.0, 1.0, (B, T, n_mels)).astype(np.float32)
+
+
+def _models():
+    from mlx_speech.train.bsq_vit_discriminator import PatchGANDiscriminator as M
+    from torch_ref.train.bsq_vit_discriminator import PatchGANDiscriminator as T
+
+    return M, T
+
+
+# --- spec ---------------------------------------------------------------------------------------
+def test_spec_presets_plan_and_minimum():
+    d = PatchGANSpec.from_preset("default")
+    assert (d.channels, d.layers, d.kernel, d.max_channels, d.weight_norm, d.slope) == (64, 3, 4, 512, True, 0.2)
+    # pix2pix's n_layers=3 stack: three stride-2 convs, one stride-1, the score conv.
+    assert d.conv_plan() == [(1, 64, 2), (64, 128, 2), (128, 256, 2), (256, 512, 1), (512, 1, 1)]
+    assert d.min_input_size() == 24 and d.map_sizes(24) == [12, 6, 3, 2, 1] and d.map_sizes(23)[-1] == 0
+    assert d.output_size(80) == 8 and d.output_size(256) == 30
+    assert TINY.conv_plan() == [(1, 8, 2), (8, 16, 2), (16, 32, 1), (32, 1, 1)] and TINY.min_input_size() == 12
+    capped = PatchGANSpec(channels=64, layers=5, max_channels=256)
+    assert [c for _, c, _ in capped.conv_plan()] == [64, 128, 256, 256, 256, 256, 1]
+    for n in (5, 12, 24, 31, 100):  # the minimum is the first size whose maps are all >= 1
+        s = PatchGANSpec(layers=n % 4 + 1, kernel=n % 3 + 2)
+        low = s.min_input_size()
+        assert min(s.map_sizes(low)) >= 1 and (low == 1 or min(s.map_sizes(low - 1)) < 1)
+    assert PatchGANSpec.presets() == ["default", "tiny"]
+
+
+@pytest.mark.parametrize("bad, field", [
+    ("channels: 0", "channels"), ("layers: 0", "layers"), ("kernel: 1", "kernel"),
+    ("channels: 64\nmax_channels: 32", "max_channels"), ("slope: 1.0", "slope"),
+    ("slope: -0.1", "slope"), ("chanels: 8", "channels"), ("weight_norm: 1", "weight_norm"),
+])
+def test_spec_rejects_bad_values(bad, field):
+    with pytest.raises(SpecError, match=field):
+        PatchGANSpec.from_yaml(bad)
+
+
+def test_spec_imports_no_framework():
+    code = ("import sys, mlx_speech.models.bsq_vit.gan_spec\n"
+            "print(','.join(m for m in ('mlx', 'mlx.core', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
