@@ -83,3 +83,41 @@ def test_spec_imports_no_framework():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+# --- hinge losses -------------------------------------------------------------------------------
+def test_hinge_losses_known_values_and_parity():
+    import mlx_speech.train.losses as L
+    import torch_ref.train.losses as TL
+
+    real, fake = np.array([2.0, 0.5, -1.0], np.float32), np.array([[-2.0, 0.0], [0.5, 3.0]], np.float32)
+    # relu(1 - real) = [0, .5, 2] -> 5/6; relu(1 + fake) = [0, 1, 1.5, 4] -> 1.625; -mean(fake) = -0.375.
+    for lib, wrap in ((L, mx.array), (TL, torch.from_numpy)):
+        loss, parts = lib.hinge_discriminator_loss(wrap(real), wrap(fake))
+        assert set(parts) == {"d_real", "d_fake"}
+        assert abs(float(parts["d_real"]) - 5 / 6) < 1e-6 and abs(float(parts["d_fake"]) - 1.625) < 1e-6
+        assert abs(float(loss) - (5 / 6 + 1.625)) < 1e-6
+        assert abs(float(lib.hinge_generator_loss(wrap(fake))) + 0.375) < 1e-6
+    r = np.random.default_rng(3)
+    a, b = r.standard_normal((2, 7, 5)).astype(np.float32), r.standard_normal((3, 7, 5)).astype(np.float32)
+    lm, pm = L.hinge_discriminator_loss(mx.array(a), mx.array(b))
+    lt, pt = TL.hinge_discriminator_loss(torch.from_numpy(a), torch.from_numpy(b))
+    for x, y in ((lm, lt), (pm["d_real"], pt["d_real"]), (pm["d_fake"], pt["d_fake"]),
+                 (L.hinge_generator_loss(mx.array(b)), TL.hinge_generator_loss(torch.from_numpy(b)))):
+        assert abs(float(x) - float(y)) <= 1e-6 * max(1.0, abs(float(y)))
+    # Scores beyond the margins give no discriminator loss.
+    assert float(L.hinge_discriminator_loss(mx.array([1.0, 3.0]), mx.array([-1.0, -5.0]))[0]) == 0.0
+
+
+def test_hinge_losses_refuse_lists_and_empty_maps():
+    import mlx_speech.train.losses as L
+    import torch_ref.train.losses as TL
+
+    with pytest.raises(TypeError, match="one score array"):
+        L.hinge_discriminator_loss([mx.ones(3)], [mx.ones(3)])
+    with pytest.raises(TypeError, match="one score tensor"):
+        TL.hinge_generator_loss([torch.ones(3)])
+    with pytest.raises(SpecError, match="empty"):
+        L.hinge_generator_loss(mx.zeros((2, 0)))
+    with pytest.raises(SpecError, match="empty"):
+        TL.hinge_discriminator_loss(torch.ones(2), torch.zeros(0))
