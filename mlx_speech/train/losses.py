@@ -1,4 +1,5 @@
-"""Vocoder / codec training losses (MLX): mel reconstruction, least-squares GAN, feature matching.
+"""Vocoder / codec training losses (MLX): mel reconstruction, least-squares and hinge GAN, feature
+matching.
 
 Mirrored with the same names and semantics in ``torch_ref.train.losses``. Waveforms are
 ``(B, T)`` float32; discriminator outputs are lists (one entry per sub-discriminator) of
@@ -15,6 +16,12 @@ Reductions (the HiFi-GAN paper's):
   (unweighted: the paper's factor 2 is applied by the caller). Real features are constants.
   ``exclude_last=True`` skips each sub-discriminator's last map (its score), as DAC's
   ``GANLoss.generator_loss`` does; HiFi-GAN matches every map, the default.
+* ``hinge_discriminator_loss``: ``mean(relu(1 - D(real))) + mean(relu(1 + D(fake)))`` over
+  ONE score array each (a PatchGAN's ``(B, H', W')`` map, or any shape; the two may differ in
+  shape), returned with its two terms ``{"d_real", "d_fake"}`` for logging.
+* ``hinge_generator_loss``: ``-mean(D(fake))`` over one score array. The hinge pair is
+  VQGAN's (taming-transformers), used by the BSQ-ViT tokenizer; a list of score maps (a
+  multi-scale discriminator) is refused rather than guessed at: reduce per map in the caller.
 * ``dac_mel_loss``: DAC's recipe (audiotools' ``MelSpectrogramLoss`` as configured in
   descript-audio-codec ``conf/final/*.yml``): the SUM over scales of the mean
   ``|log10(max(mel_pred, eps)^pow) - log10(max(mel_target, eps)^pow)|`` (plus ``mag_weight``
@@ -34,7 +41,8 @@ from mlx_speech.errors import AudioError, SpecError
 from mlx_speech.specs.audio import MelSpec
 
 __all__ = ["DEFAULT_MEL_SCALES", "DAC_MEL_WINDOWS", "DAC_MEL_BANDS", "mel_l1_loss", "multi_scale_mel_loss",
-           "dac_mel_loss", "lsgan_discriminator_loss", "lsgan_generator_loss", "feature_matching_loss"]
+           "dac_mel_loss", "lsgan_discriminator_loss", "lsgan_generator_loss", "feature_matching_loss",
+           "hinge_discriminator_loss", "hinge_generator_loss"]
 
 # (n_fft, hop_length, n_mels): window = n_fft, f_min = 0, f_max = sample_rate / 2.
 DEFAULT_MEL_SCALES: tuple[tuple[int, int, int], ...] = ((512, 128, 64), (1024, 256, 80), (2048, 512, 128))
@@ -151,6 +159,32 @@ def lsgan_generator_loss(fake_outputs: Sequence[mx.array]) -> tuple[mx.array, li
         raise SpecError("lsgan_generator_loss: expected a non-empty list of outputs")
     per = [mx.square(1.0 - f.astype(mx.float32)).mean() for f in fake_outputs]
     return sum(per[1:], per[0]), per
+
+
+def _check_scores(x: mx.array, name: str) -> mx.array:
+    """One non-empty score array as float32; a list (several score maps) is a TypeError."""
+    if not isinstance(x, mx.array):
+        raise TypeError(f"{name}: expected one score array, got {type(x).__name__} "
+                        "(reduce a list of score maps in the caller)")
+    if x.size == 0:
+        raise SpecError(f"{name}: the score array is empty (shape {tuple(x.shape)})")
+    return x.astype(mx.float32)
+
+
+def hinge_discriminator_loss(real_scores: mx.array, fake_scores: mx.array) -> tuple[mx.array, dict[str, mx.array]]:
+    """``(d_real + d_fake, {"d_real": mean(relu(1 - real)), "d_fake": mean(relu(1 + fake))})``.
+
+    Each mean is over its own array, so real and fake may have different shapes (batch sizes).
+    """
+    r = _check_scores(real_scores, "hinge_discriminator_loss (real)")
+    f = _check_scores(fake_scores, "hinge_discriminator_loss (fake)")
+    d_real, d_fake = mx.maximum(1.0 - r, 0.0).mean(), mx.maximum(1.0 + f, 0.0).mean()
+    return d_real + d_fake, {"d_real": d_real, "d_fake": d_fake}
+
+
+def hinge_generator_loss(fake_scores: mx.array) -> mx.array:
+    """``-mean(fake_scores)``: the generator raises the discriminator's score of its output."""
+    return -_check_scores(fake_scores, "hinge_generator_loss").mean()
 
 
 def feature_matching_loss(real_features: Sequence[Sequence[mx.array]],

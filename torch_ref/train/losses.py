@@ -8,13 +8,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from mlx_speech.errors import AudioError, SpecError
 from mlx_speech.specs.audio import MelSpec
 from torch_ref.audio.spectral import log_mel, mel_spectrogram
 
 __all__ = ["DEFAULT_MEL_SCALES", "DAC_MEL_WINDOWS", "DAC_MEL_BANDS", "mel_l1_loss", "multi_scale_mel_loss",
-           "dac_mel_loss", "lsgan_discriminator_loss", "lsgan_generator_loss", "feature_matching_loss"]
+           "dac_mel_loss", "lsgan_discriminator_loss", "lsgan_generator_loss", "feature_matching_loss",
+           "hinge_discriminator_loss", "hinge_generator_loss"]
 
 # (n_fft, hop_length, n_mels): window = n_fft, f_min = 0, f_max = sample_rate / 2.
 DEFAULT_MEL_SCALES: tuple[tuple[int, int, int], ...] = ((512, 128, 64), (1024, 256, 80), (2048, 512, 128))
@@ -119,6 +121,31 @@ def lsgan_generator_loss(fake_outputs: Sequence[torch.Tensor]) -> tuple[torch.Te
         raise SpecError("lsgan_generator_loss: expected a non-empty list of outputs")
     per = [(1.0 - f.float()).square().mean() for f in fake_outputs]
     return sum(per[1:], per[0]), per
+
+
+def _check_scores(x: torch.Tensor, name: str) -> torch.Tensor:
+    """One non-empty score tensor as float32; a list (several score maps) is a TypeError."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected one score tensor, got {type(x).__name__} "
+                        "(reduce a list of score maps in the caller)")
+    if x.numel() == 0:
+        raise SpecError(f"{name}: the score tensor is empty (shape {tuple(x.shape)})")
+    return x.float()
+
+
+def hinge_discriminator_loss(real_scores: torch.Tensor,
+                             fake_scores: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``(d_real + d_fake, {"d_real": mean(relu(1 - real)), "d_fake": mean(relu(1 + fake))})``;
+    each mean over its own tensor (shapes may differ)."""
+    r = _check_scores(real_scores, "hinge_discriminator_loss (real)")
+    f = _check_scores(fake_scores, "hinge_discriminator_loss (fake)")
+    d_real, d_fake = F.relu(1.0 - r).mean(), F.relu(1.0 + f).mean()
+    return d_real + d_fake, {"d_real": d_real, "d_fake": d_fake}
+
+
+def hinge_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """``-mean(fake_scores)``."""
+    return -_check_scores(fake_scores, "hinge_generator_loss").mean()
 
 
 def feature_matching_loss(real_features: Sequence[Sequence[torch.Tensor]],
