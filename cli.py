@@ -316,7 +316,7 @@ def synth(text: str | None, text_file: Path | None, output: Path, voice: str, we
 
 @cli.group(cls=_Group, name="codec")
 def codec_group() -> None:
-    """Neural audio codecs (mimi, mimi9, dac, ...): audio <-> codes files."""
+    """Neural audio codecs (mimi, mimi9, dac, bsq-vit, ...): audio <-> codes files."""
 
 
 class _Registered(click.Choice):
@@ -336,12 +336,18 @@ class _Registered(click.Choice):
     def choices(self, _: Any) -> None:
         pass
 
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        # registry names use "_"; a command line may spell them with "-" (bsq-vit)
+        if isinstance(value, str) and value not in self.choices:
+            value = value.replace("-", "_")
+        return super().convert(value, param, ctx)
+
 
 _CODEC_MODELS = _Registered("codec_names")
 _WEIGHTS_HELP = ("Codec weights: an mlx-speech checkpoint or folder, or a format the codec's family "
                  "reads (Mimi: a moshi .safetensors or a transformers folder).")
 _CODEBOOKS_HELP = ("Codebooks to use (Mimi: 1..32, default 8; mimi9: 1..9, default 9; DAC: 1..the "
-                   "model's levels, default all).")
+                   "model's levels, default all; BSQ-ViT: all of them).")
 
 
 def _notice(msg: str) -> None:

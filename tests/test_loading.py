@@ -31,8 +31,8 @@ def _wav(n: int = 960, seed: int = 0) -> np.ndarray:
 
 
 def test_registry_lists_every_family_and_codec():
-    assert {"mimi", "mimi9", "ssl", "tts", "hifigan", "dac"} <= set(families())
-    assert codec_names() == ["dac", "mimi", "mimi9"]
+    assert {"mimi", "mimi9", "ssl", "tts", "hifigan", "dac", "bsq_vit"} <= set(families())
+    assert codec_names() == ["bsq_vit", "dac", "mimi", "mimi9"]
     assert (get_codec("mimi9").max_codebooks, get_codec("mimi").max_codebooks) == (9, 32)
 
 

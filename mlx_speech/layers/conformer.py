@@ -13,12 +13,15 @@ Convolution module: ``norm_in -> pointwise_in (D -> 2D) -> GLU -> depthwise (ker
 groups=D) -> norm -> SiLU -> pointwise_out (D -> D)``; the pointwise layers are kernel-1
 ``Conv1d`` (the layout of ESPnet / torchaudio checkpoints).
 
-Why ``norm`` is a LayerNorm over channels and not the paper's BatchNorm: BatchNorm normalises
-with batch statistics in training and running averages at inference, so outputs depend on
-batch composition and padding and differ between the two modes; its running statistics are
-state kept beside the weights; and a chunk of a stream has no meaningful batch statistics.
-LayerNorm over the channels of each frame is per-frame, so the causal block streams exactly
-and padded frames cannot leak into real ones.
+``norm`` is a LayerNorm over channels by default rather than the paper's BatchNorm: BatchNorm
+normalises with batch statistics in training and running averages at inference, so outputs
+depend on batch composition and padding and differ between the two modes; its running
+statistics are state kept beside the weights; and a chunk of a stream has no meaningful batch
+statistics. LayerNorm over the channels of each frame is per-frame, so the causal block streams
+exactly and padded frames cannot leak into real ones. ``norm="batch"``
+(:class:`~mlx_speech.layers.norms.BatchNorm`) is there for models that ask for the paper's
+choice and code fixed windows without padding (BSQ-ViT): at inference it is a per-channel
+affine map, so it streams too; in training, padded frames would enter its statistics.
 
 Streaming (``causal=True``): attention is causal (optionally with a sliding ``context``) and the
 depthwise convolution is left-padded (``padding="causal"``). ``step(x_chunk, cache)`` continues
@@ -35,8 +38,11 @@ from mlx_speech.layers.activations import get_activation, silu
 from mlx_speech.layers.attention import MultiHeadAttention
 from mlx_speech.layers.conv import Conv1d
 from mlx_speech.layers.kv_cache import KVCache
-from mlx_speech.layers.norms import LayerNorm, LayerScale
+from mlx_speech.layers.norms import BatchNorm, LayerNorm, LayerScale
 from mlx_speech.utils.streaming import Streaming
+
+
+CONV_NORMS = ("layer", "batch")
 
 
 def _check_positive(name: str, value: int) -> None:
@@ -69,12 +75,16 @@ class ConformerConvModule(Streaming, nn.Module):
 
     ``causal=True`` pads the depthwise convolution on the left only (``kernel_size - 1``
     frames), so frame ``t`` depends on frames ``<= t`` and :meth:`step` can stream it.
+    ``norm``: ``"layer"`` (default; every existing model and checkpoint) or ``"batch"`` (the
+    paper's BatchNorm with running statistics as buffers; see the module docstring).
     """
 
     def __init__(self, *, dim: int, kernel_size: int = 31, causal: bool = False,
-                 bias: bool = True, norm_eps: float = 1e-5) -> None:
+                 bias: bool = True, norm_eps: float = 1e-5, norm: str = "layer") -> None:
         super().__init__()
         _check_positive("kernel_size", kernel_size)
+        if norm not in CONV_NORMS:
+            raise ValueError(f"conformer: norm must be one of {CONV_NORMS}, got {norm!r}")
         if not causal and kernel_size % 2 == 0:
             raise ValueError(
                 f"conformer: a non-causal depthwise kernel must be odd to keep the length, "
@@ -86,7 +96,8 @@ class ConformerConvModule(Streaming, nn.Module):
                                    bias=bias, padding="valid")
         self.depthwise = Conv1d(in_channels=dim, out_channels=dim, kernel_size=kernel_size,
                                 groups=dim, bias=bias, padding="causal" if causal else "same")
-        self.norm = LayerNorm(dim=dim, eps=norm_eps)
+        self.norm = (BatchNorm(dim=dim, eps=norm_eps) if norm == "batch"
+                     else LayerNorm(dim=dim, eps=norm_eps))
         self.pointwise_out = Conv1d(in_channels=dim, out_channels=dim, kernel_size=1,
                                     bias=bias, padding="valid")
 

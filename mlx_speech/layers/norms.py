@@ -1,8 +1,9 @@
 """Normalisation layers and the per-channel residual scale (MLX, channels-last).
 
-Parameter names follow torch (``weight``, ``bias``, ``scale``) so the torch_ref twins in
-``torch_ref/layers/norms.py`` share state-dict keys; every parameter here is "plain" (same
-layout on both sides). All layers normalise / scale the last axis: ``(..., D) -> (..., D)``.
+Parameter names follow torch (``weight``, ``bias``, ``scale``, ``running_mean``,
+``running_var``) so the torch_ref twins in ``torch_ref/layers/norms.py`` share state-dict keys;
+every parameter here is "plain" (same layout on both sides). All layers normalise / scale the
+last axis: ``(..., D) -> (..., D)``.
 
 The statistics are taken in float32 whatever the input dtype (``mx.fast.layer_norm`` and
 ``mx.fast.rms_norm`` accumulate in float32); the output has the input's dtype.
@@ -96,6 +97,75 @@ class LayerScale(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         return x * self.scale
+
+
+class _Buffers(set):
+    """``Module._no_grad`` of a module with buffers: ``trainable_parameters`` asks ``key in
+    module._no_grad``, and the buffers answer yes whatever ``freeze`` / ``unfreeze`` (which
+    mutate this set in place, also when called on a parent) did since."""
+
+    def __init__(self, buffers: tuple[str, ...]) -> None:
+        super().__init__(buffers)
+        self._buffers = frozenset(buffers)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._buffers or set.__contains__(self, key)
+
+
+class BatchNorm(nn.Module):
+    """Batch normalisation over the last (channel) axis, ``(..., C) -> (..., C)``; the maths
+    of ``torch.nn.BatchNorm1d`` with the channels last.
+
+    Training mode normalises with the statistics of the batch (every axis but the last; the
+    biased variance) and updates ``running_mean`` / ``running_var`` by ``momentum`` with the
+    *unbiased* variance, as torch does; eval mode normalises with the running statistics. Those
+    two are buffers: public arrays, so ``parameters()`` and checkpoints carry them, kept frozen
+    for good (even after ``unfreeze()`` on a parent), so gradients and optimisers never see
+    them; a training-mode call replaces them (the MLX trainer adopts the new arrays). There is
+    no ``num_batches_tracked``: the momentum is fixed. Statistics are float32.
+    """
+
+    BUFFERS = ("running_mean", "running_var")
+
+    def __init__(self, *, dim: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        _check_dim("BatchNorm", dim)
+        _check_eps("BatchNorm", eps)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNorm: momentum must be in [0, 1], got {momentum!r}")
+        self.dim = dim
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self.weight = mx.ones((dim,))
+        self.bias = mx.zeros((dim,))
+        self.running_mean = mx.zeros((dim,))
+        self.running_var = mx.ones((dim,))
+        self.freeze(keys=list(self.BUFFERS), recurse=False)
+        self._no_grad = _Buffers(self.BUFFERS)
+
+    def _extra_repr(self) -> str:
+        return f"dim={self.dim}, eps={self.eps}, momentum={self.momentum}"
+
+    def __call__(self, x: mx.array) -> mx.array:
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"BatchNorm expects last axis {self.dim}, got shape {x.shape}")
+        xf = x.astype(mx.float32)
+        if self.training:
+            n = x.size // self.dim
+            if n < 2:
+                raise ValueError(f"BatchNorm: training needs more than one value per channel, "
+                                 f"got shape {x.shape}")
+            axes = tuple(range(x.ndim - 1))
+            mean = xf.mean(axis=axes)
+            var = mx.square(xf - mean).mean(axis=axes)
+            m = self.momentum
+            self.running_mean = (1 - m) * self.running_mean + m * mx.stop_gradient(mean)
+            self.running_var = ((1 - m) * self.running_var
+                                + (m * n / (n - 1)) * mx.stop_gradient(var))
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (xf - mean) * mx.rsqrt(var + self.eps) * self.weight + self.bias
+        return y.astype(x.dtype)
 
 
 def make_norm(kind: str, *, dim: int, eps: float = 1e-5, bias: bool = True) -> nn.Module:

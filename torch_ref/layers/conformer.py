@@ -1,9 +1,9 @@
 """Conformer block and stack, with a causal streaming option (torch mirror).
 
 Mirror of ``mlx_speech/layers/conformer.py`` (see its docstring for the block, the convolution
-module and why its norm is a LayerNorm over channels rather than BatchNorm). Tensors are
-``(B, T, D)`` at the boundary; the convolution module works in torch's ``(B, C, T)`` inside,
-transposing once on the way in and around the channel LayerNorm.
+module and why its norm is a LayerNorm over channels by default, BatchNorm on request).
+Tensors are ``(B, T, D)`` at the boundary; the convolution module works in torch's
+``(B, C, T)`` inside, transposing once on the way in and around the channel norm.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from torch_ref.layers.activations import get_activation, silu
 from torch_ref.layers.attention import MultiHeadAttention
 from torch_ref.layers.conv import Conv1d
 from torch_ref.layers.kv_cache import KVCache
-from torch_ref.layers.norms import LayerNorm, LayerScale
+from torch_ref.layers.norms import BatchNorm, LayerNorm, LayerScale
 from mlx_speech.utils.streaming import Streaming
+
+
+CONV_NORMS = ("layer", "batch")
 
 
 def _check_positive(name: str, value: int) -> None:
@@ -46,12 +49,15 @@ class ConformerFeedForward(nn.Module):
 
 
 class ConformerConvModule(Streaming, nn.Module):
-    """The Conformer convolution module, ``(B, T, D) -> (B, T, D)`` (no residual)."""
+    """The Conformer convolution module, ``(B, T, D) -> (B, T, D)`` (no residual);
+    ``norm``: ``"layer"`` (default) or ``"batch"``, as the MLX twin."""
 
     def __init__(self, *, dim: int, kernel_size: int = 31, causal: bool = False,
-                 bias: bool = True, norm_eps: float = 1e-5) -> None:
+                 bias: bool = True, norm_eps: float = 1e-5, norm: str = "layer") -> None:
         super().__init__()
         _check_positive("kernel_size", kernel_size)
+        if norm not in CONV_NORMS:
+            raise ValueError(f"conformer: norm must be one of {CONV_NORMS}, got {norm!r}")
         if not causal and kernel_size % 2 == 0:
             raise ValueError(
                 f"conformer: a non-causal depthwise kernel must be odd to keep the length, "
@@ -63,7 +69,8 @@ class ConformerConvModule(Streaming, nn.Module):
                                    bias=bias, padding="valid")
         self.depthwise = Conv1d(in_channels=dim, out_channels=dim, kernel_size=kernel_size,
                                 groups=dim, bias=bias, padding="causal" if causal else "same")
-        self.norm = LayerNorm(dim=dim, eps=norm_eps)
+        self.norm = (BatchNorm(dim=dim, eps=norm_eps) if norm == "batch"
+                     else LayerNorm(dim=dim, eps=norm_eps))
         self.pointwise_out = Conv1d(in_channels=dim, out_channels=dim, kernel_size=1,
                                     bias=bias, padding="valid")
 

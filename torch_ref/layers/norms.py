@@ -1,7 +1,7 @@
 """Normalisation layers and the per-channel residual scale (torch mirror of mlx_speech).
 
-Same class names, arguments and parameter names (``weight``, ``bias``, ``scale``) as
-``mlx_speech/layers/norms.py``. All layers act on the last axis: ``(..., D) -> (..., D)``.
+Same class names, arguments and parameter names (``weight``, ``bias``, ``scale``,
+``running_mean``, ``running_var``) as ``mlx_speech/layers/norms.py``. All layers act on the last axis: ``(..., D) -> (..., D)``.
 Statistics are taken in float32 whatever the input dtype; the output has the input's dtype.
 """
 
@@ -88,6 +88,52 @@ class LayerScale(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale
+
+
+class BatchNorm(nn.Module):
+    """Batch normalisation over the last (channel) axis, ``(..., C) -> (..., C)``: the maths of
+    ``torch.nn.BatchNorm1d`` with the channels last (see the MLX twin). ``running_mean`` /
+    ``running_var`` are registered buffers, updated in training mode by ``momentum`` with the
+    unbiased variance; no ``num_batches_tracked`` (the MLX twin has none, and the momentum is
+    fixed), which is why this is not ``nn.BatchNorm1d`` itself."""
+
+    def __init__(self, *, dim: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        _check_dim("BatchNorm", dim)
+        _check_eps("BatchNorm", eps)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNorm: momentum must be in [0, 1], got {momentum!r}")
+        self.dim = dim
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_var", torch.ones(dim))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, eps={self.eps}, momentum={self.momentum}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"BatchNorm expects last axis {self.dim}, got shape {tuple(x.shape)}")
+        xf = x.float()
+        if self.training:
+            n = x.numel() // self.dim
+            if n < 2:
+                raise ValueError(f"BatchNorm: training needs more than one value per channel, "
+                                 f"got shape {tuple(x.shape)}")
+            dims = tuple(range(x.dim() - 1))
+            mean = xf.mean(dim=dims)
+            var = (xf - mean).square().mean(dim=dims)
+            with torch.no_grad():
+                m = self.momentum
+                self.running_mean.copy_((1 - m) * self.running_mean + m * mean)
+                self.running_var.copy_((1 - m) * self.running_var + (m * n / (n - 1)) * var)
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (xf - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        return y.to(x.dtype)
 
 
 def make_norm(kind: str, *, dim: int, eps: float = 1e-5, bias: bool = True) -> nn.Module:

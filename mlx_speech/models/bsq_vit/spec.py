@@ -26,9 +26,11 @@ Shapes, for ``wav (B, S)`` at ``mel.sample_rate``:
   ``patch_time * patch_freq`` values, un-patched to ``(B, T, n_mels)`` in the [-1, 1] scale.
 
 Windows: the tokenizer sees ``context_frames`` codec frames at a time (what it trains on);
-longer input is cut on a fixed grid from its first sample, each window coded on its own (a
-shorter last window is padded with silence and cropped), so batch and streamed results are
-identical and attention cost stays linear in the input's length.
+longer input is cut on a fixed grid from its first sample and each window is coded on its own:
+``encode`` takes a window's features from its own samples (a shorter last window's mel is
+padded with silence, -1, and its codes cropped) and the decoder decodes each window of codes (a
+shorter last one as it is). So batch and streamed results are identical and attention cost
+stays linear in the input's length (``windows.py``).
 
 Vocoder (``vocoder``): mel back to audio, ``griffin_lim`` (no weights) or ``hifigan`` (a
 HiFi-GAN generator stored under ``vocoder.*`` in the same file, trained on the same
@@ -154,6 +156,12 @@ class BSQViTSpec(Spec):
                 f"code_bits {self.code_bits} must divide bits {self.bits} and be <= 31")
         require(self.inv_temperature > 0, w, "inv_temperature must be > 0")
         require(self.context_frames >= 1, w, "context_frames must be >= 1")
+        require(self.frame_size > m.n_fft // 2, w,
+                f"a codec frame ({self.frame_size} samples) must be longer than half the FFT "
+                f"({m.n_fft // 2}): the front end reflects the signal at its edges")
+        require(self.vocoder.crossfade <= self.context_frames * self.patch_time, w,
+                f"vocoder.crossfade {self.vocoder.crossfade} is longer than a window "
+                f"({self.context_frames * self.patch_time} mel frames)")
         require(self.positions != "learned" or self.context_frames <= self.max_frames, w,
                 f"learned positions cover max_frames={self.max_frames} frames, fewer than "
                 f"context_frames={self.context_frames}")
