@@ -234,7 +234,8 @@ class TrainSpec(Spec):
     batch shape: set false for uncropped variable-length batches); torch_ref ignores it.
     ``cpu_shards``: on the CPU, MLX splits each micro-batch into this many row shards and
     evaluates them at once on separate CPU streams (``"auto"``: one per core; 1: off; always 1
-    on a GPU, for models with buffers, or with several ranks). The maths is that of
+    on a GPU, for models with buffers, for tasks with batch-level loss terms, or with several
+    ranks). The maths is that of
     ``grad_accum`` (shard losses weighted by their rows); torch_ref ignores it.
     """
 

@@ -47,6 +47,10 @@ class Task:
 
     spec_class: ClassVar[type[Spec]]
     gan: ClassVar[bool] = False
+    # True when the loss has terms taken over the whole batch rather than a mean of per-row
+    # terms (BSQ's codebook entropy, the share of codes used): splitting the rows into CPU
+    # shards would change the maths, so the MLX trainer keeps one shard for such a task
+    batch_level_loss: ClassVar[bool] = False
     step: int = 0  # the optimiser step about to run (set by the loop before each prepare)
 
     def __init__(self, spec: dict[str, Any] | Spec) -> None:

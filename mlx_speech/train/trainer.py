@@ -24,7 +24,8 @@ one thread per stream, so a single-stream step leaves the other cores idle outsi
 With ``cpu_shards`` > 1 (``"auto"``: one per core) each micro-batch is cut into row shards that
 are evaluated at once on their own CPU streams, with MLX's OpenBLAS on one thread each; every
 shard's loss and metrics are weighted by its share of the rows, so the sum is the micro-batch
-mean, the maths of ``grad_accum`` (the recipe contract: losses are means over samples). The
+mean, the maths of ``grad_accum`` (the recipe contract: losses are means over samples; a task
+whose loss has batch-level terms says so with ``batch_level_loss`` and gets one shard). The
 optimiser and the EMA then update one share of the parameters per stream.
 
 GAN tasks run a discriminator step (gradients w.r.t. ``discriminator.*`` only, its own
@@ -126,7 +127,8 @@ class Trainer(TrainLoop):
         """Row shards per micro-batch (``cpu_shards``; 1 where sharding cannot help or would
         change the maths)."""
         want = self.spec.cpu_shards
-        if self.buffers or mx.default_device().type != mx.DeviceType.cpu:
+        if (self.buffers or self.task.batch_level_loss
+                or mx.default_device().type != mx.DeviceType.cpu):
             return 1
         if want == "auto":
             # ranks on one machine share its cores already; one GEMM thread per shard needs a
