@@ -223,3 +223,36 @@ def test_vocoder_weights_join_the_export(manifest, tmp_path):
 
     with pytest.raises(CheckpointError, match="takes 80 mels"):
         with_vocoder(tok, gen_file)
+
+
+def test_batchnorm_buffers_train_compiled(manifest, tmp_path):
+    """BatchNorm declares GRAPH_BUFFERS: the compiled step returns its running statistics, and
+    three steps give what the uncompiled trainer gives."""
+    runs = {}
+    for compiled in (False, True):
+        tr = make_trainer(recipe(manifest, tmp_path / f"c{compiled}", steps=3, compile=compiled), "mlx")
+        assert tr.compiled is compiled and tr.buffers
+        tr.run()
+        runs[compiled] = tr.weights()
+    a, b = runs[False], runs[True]
+    stats = [k for k in a if k.endswith(("running_mean", "running_var"))]
+    assert stats and any(not np.allclose(a[k], 0.0) for k in stats if k.endswith("running_mean"))
+    for k in a:
+        assert np.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), k
+
+
+def test_only_declared_buffers_compile():
+    import mlx.nn as nn
+
+    from mlx_speech.layers.norms import BatchNorm
+    from mlx_speech.quantize.vq import VectorQuantizer
+    from mlx_speech.train.trainer import graph_buffers
+
+    assert graph_buffers(nn.Sequential(nn.Linear(4, 4), BatchNorm(dim=4)))
+    frozen = nn.Linear(4, 4)
+    frozen.freeze()
+    assert not graph_buffers(nn.Sequential(frozen, BatchNorm(dim=4)))
+    from mlx_speech.specs.quantize import EMACodebookSpec
+
+    vq = VectorQuantizer(dim=4, codebook_size=8, ema=EMACodebookSpec())
+    assert not graph_buffers(vq)  # EMA codebook statistics: not declared, so uncompiled

@@ -126,6 +126,7 @@ class BatchNorm(nn.Module):
     """
 
     BUFFERS = ("running_mean", "running_var")
+    GRAPH_BUFFERS = True  # the update is array maths: a compiled training step returns it
 
     def __init__(self, *, dim: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__()

@@ -15,8 +15,9 @@ quantizers freeze themselves; anything a task freezes with ``Module.freeze``) ge
 and no gradient. A forward may replace them (an EMA codebook update); the trainer then adopts
 the new arrays after each micro-batch (the next micro-batch continues from them), averages
 them over ranks and keeps them only when the step is finite -- as torch_ref keeps its
-registered buffers. Forward-updated state cannot leave an ``mx.compile``d graph, so models
-with buffers train uncompiled (a notice says so). The discriminator pass of a GAN step
+registered buffers. The step returns the buffers as outputs, so a model whose buffer updates
+are plain array maths (modules declaring ``GRAPH_BUFFERS``, e.g. BatchNorm) trains compiled;
+any other model with buffers trains uncompiled (a notice says so). The discriminator pass of a GAN step
 discards buffer updates of the generator (only the generator pass's count).
 
 CPU shards: on a multi-core CPU, MLX runs element-wise work, reductions and the optimiser on
@@ -57,6 +58,18 @@ from mlx_speech.train.schedule import resolve_groups
 _DISC = "discriminator."
 
 
+def graph_buffers(model: Any) -> bool:
+    """Whether every module holding buffers updates them with array maths alone (declared by
+    ``GRAPH_BUFFERS = True``, as BatchNorm does), so a compiled step can return the new values.
+    A buffer update that branches in Python on array values (k-means initialisation, dead-code
+    restarts) or a frozen module that is not declared keeps the step uncompiled."""
+    for _, mod in model.named_modules():
+        own = [k for k in mod._no_grad if isinstance(mod.get(k), mx.array)]
+        if own and not getattr(mod, "GRAPH_BUFFERS", False):
+            return False
+    return True
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -89,8 +102,8 @@ class Trainer(TrainLoop):
         self.dtype = mx.bfloat16 if spec.precision == "bf16" else mx.float32
         trainable = {n for n, _ in tree_flatten(self.model.trainable_parameters())}
         self.buffers = frozenset(n for n in self.params if n not in trainable)
-        self.compiled = spec.compile and not self.buffers
-        if spec.compile and self.buffers:
+        self.compiled = spec.compile and (not self.buffers or graph_buffers(self.model))
+        if spec.compile and not self.compiled:
             self.say(f"training uncompiled: the model updates {len(self.buffers)} buffer(s) in its "
                      f"forward (e.g. {sorted(self.buffers)[0]})")
         names = [n for n in self.params if n not in self.buffers]
@@ -169,7 +182,13 @@ class Trainer(TrainLoop):
         if key not in self._vg:
             def f(train: dict[str, mx.array], fixed: dict[str, mx.array], inputs: dict[str, mx.array]):
                 self._bind(self._cast({**fixed, **train}))
-                return fn(inputs)
+                loss, metrics = fn(inputs)
+                if not self.buffers:
+                    return loss, metrics
+                # the buffers the forward left in the module are an output of the step, so a
+                # compiled step returns them too (its trace does not re-run the assignments)
+                current = dict(tree_flatten(self.model.parameters()))
+                return loss, metrics, {n: current[n] for n in self.buffers}
 
             def weighted(train: dict[str, mx.array], fixed: dict[str, mx.array],
                          inputs: dict[str, mx.array], weight: mx.array):
@@ -202,10 +221,9 @@ class Trainer(TrainLoop):
             if min(self.cpu_shards, rows) > 1:
                 (loss, metrics), g = self._sharded(kind, fn, names, train, fixed, inputs, rows)
             else:
-                (loss, metrics), g = vg(train, fixed, {k: mx.array(v) for k, v in inputs.items()})
+                (loss, metrics, *bufs), g = vg(train, fixed, {k: mx.array(v) for k, v in inputs.items()})
             if self.buffers:
-                current = dict(tree_flatten(self.model.parameters()))
-                new = {n: current[n] for n in self.buffers if current[n] is not fixed[n]}
+                new = {n: v for n, v in bufs[0].items() if v is not fixed[n]}
                 fixed.update(new)  # the next micro-batch continues from the updated state
                 updated.update(new)
             grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
