@@ -11,8 +11,19 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from mlx_speech.errors import CodesError
+from mlx_speech.errors import AudioError, CodesError
 from mlx_speech.utils.sampling import dropout_levels, sample_indices  # noqa: F401 (re-exported)
+
+
+def check_wav(wav: mx.array, where: str) -> mx.array:
+    """The waveform argument of a codec's coding calls: a float ``(B, T)`` array
+    (:class:`AudioError` otherwise)."""
+    if not isinstance(wav, mx.array):
+        raise AudioError(f"{where}: expected an mx.array waveform (B, T), got {type(wav).__name__}")
+    if wav.ndim != 2 or not mx.issubdtype(wav.dtype, mx.floating):
+        raise AudioError(f"{where}: expected a float waveform (B, T), got {wav.dtype} "
+                         f"{tuple(wav.shape)}")
+    return wav
 
 
 def check_latents(x: mx.array, dim: int, where: str) -> None:

@@ -10,8 +10,19 @@ from __future__ import annotations
 
 import torch
 
-from mlx_speech.errors import CodesError
+from mlx_speech.errors import AudioError, CodesError
 from mlx_speech.utils.sampling import dropout_levels, sample_indices  # noqa: F401 (re-exported)
+
+
+def check_wav(wav: torch.Tensor, where: str) -> torch.Tensor:
+    """The waveform argument of a codec's coding calls: a float ``(B, T)`` tensor
+    (:class:`AudioError` otherwise)."""
+    if not isinstance(wav, torch.Tensor):
+        raise AudioError(f"{where}: expected a torch.Tensor waveform (B, T), got {type(wav).__name__}")
+    if wav.dim() != 2 or not wav.is_floating_point():
+        raise AudioError(f"{where}: expected a float waveform (B, T), got {wav.dtype} "
+                         f"{tuple(wav.shape)}")
+    return wav
 
 
 def check_latents(x: torch.Tensor, dim: int, where: str) -> None:

@@ -48,7 +48,7 @@ from mlx_speech.models.bsq_vit.windows import Chunker, VocodeSchedule, VocodeStr
 from mlx_speech.models.codec_base import SpecCodec
 from mlx_speech.models.hifigan.model import HiFiGANGenerator
 from mlx_speech.quantize.bsq import BinarySphericalQuantizer, BSQOutput
-from mlx_speech.quantize.codes import check_codes
+from mlx_speech.quantize.codes import check_codes, check_wav
 from mlx_speech.utils.streaming import Streaming
 
 SILENCE = -1.0  # the front end's floor: the value of a silent mel bin
@@ -98,13 +98,7 @@ class BSQViTModel(SpecCodec, Streaming, nn.Module):
 
     # -- checks ------------------------------------------------------------------------------
     def _wav(self, wav: mx.array, who: str) -> mx.array:
-        if not isinstance(wav, mx.array):
-            raise AudioError(f"BSQ-ViT.{who}: expected an mx.array waveform (B, T), got "
-                             f"{type(wav).__name__}")
-        if wav.ndim != 2 or not mx.issubdtype(wav.dtype, mx.floating):
-            raise AudioError(f"BSQ-ViT.{who}: expected a float waveform (B, T), got {wav.dtype} "
-                             f"{tuple(wav.shape)}")
-        return wav
+        return check_wav(wav, f"BSQ-ViT.{who}")
 
     def _mel(self, x: mx.array, who: str) -> mx.array:
         m = self.spec.mel.n_mels

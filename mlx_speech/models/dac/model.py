@@ -30,7 +30,7 @@ from mlx_speech.models.dac import chunked
 from mlx_speech.models.dac.cnn import Decoder, Encoder
 from mlx_speech.models.dac.receptive import ReceptiveField
 from mlx_speech.models.dac.spec import DACSpec
-from mlx_speech.quantize.codes import check_codes
+from mlx_speech.quantize.codes import check_codes, check_wav
 from mlx_speech.quantize.factorized import FactorizedRVQ
 from mlx_speech.utils.mlx_cache import ensure_cpu_cache
 from mlx_speech.models.codec_base import SpecCodec
@@ -96,13 +96,7 @@ class DACModel(SpecCodec, Streaming, nn.Module):
 
     # -- checks ------------------------------------------------------------------------------
     def _wav(self, wav: mx.array, who: str) -> mx.array:
-        if not isinstance(wav, mx.array):
-            raise AudioError(f"DAC.{who}: expected an mx.array waveform (B, T), got "
-                             f"{type(wav).__name__}")
-        if wav.ndim != 2 or not mx.issubdtype(wav.dtype, mx.floating):
-            raise AudioError(f"DAC.{who}: expected a float waveform (B, T), got {wav.dtype} "
-                             f"{tuple(wav.shape)}")
-        return wav
+        return check_wav(wav, f"DAC.{who}")
 
     def _codes(self, codes: mx.array, who: str) -> mx.array:
         return check_codes(codes, self.codebook_sizes, f"DAC.{who}")

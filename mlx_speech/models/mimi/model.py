@@ -36,6 +36,7 @@ from mlx_speech.layers.conv import Conv1d, ConvTranspose1d
 from mlx_speech.layers.transformer import Transformer
 from mlx_speech.models.mimi.seanet import SEANetDecoder, SEANetEncoder
 from mlx_speech.models.mimi.vq import FrozenCodebooks
+from mlx_speech.quantize.codes import check_wav
 from mlx_speech.quantize.rvq import SplitResidualVQ
 from mlx_speech.models.mimi.spec import MimiSpec
 from mlx_speech.specs.quantize import ema_mimi
@@ -88,13 +89,7 @@ class MimiModel(SpecCodec, Streaming, nn.Module):
 
     # -- checks ------------------------------------------------------------------------------
     def _wav(self, wav: mx.array, who: str) -> mx.array:
-        if not isinstance(wav, mx.array):
-            raise AudioError(f"Mimi.{who}: expected an mx.array waveform (B, T), got "
-                             f"{type(wav).__name__}")
-        if wav.ndim != 2 or not mx.issubdtype(wav.dtype, mx.floating):
-            raise AudioError(f"Mimi.{who}: expected a float waveform (B, T), got {wav.dtype} "
-                             f"{tuple(wav.shape)}")
-        return wav
+        return check_wav(wav, f"Mimi.{who}")
 
     def _codes(self, codes: mx.array, who: str) -> mx.array:
         if not isinstance(codes, mx.array) or codes.ndim != 3:

@@ -25,7 +25,7 @@ from torch_ref.audio.spectral import mel_spectrogram
 from torch_ref.models.bsq_vit.vit import ViT
 from torch_ref.models.hifigan.model import HiFiGANGenerator
 from torch_ref.quantize.bsq import BinarySphericalQuantizer, BSQOutput
-from torch_ref.quantize.codes import check_codes
+from torch_ref.quantize.codes import check_codes, check_wav
 
 SILENCE = -1.0  # the front end's floor: the value of a silent mel bin
 
@@ -80,13 +80,7 @@ class BSQViTModel(SpecCodec, Streaming, nn.Module):
 
     # -- checks ------------------------------------------------------------------------------
     def _wav(self, wav: torch.Tensor, who: str) -> torch.Tensor:
-        if not isinstance(wav, torch.Tensor):
-            raise AudioError(f"BSQ-ViT.{who}: expected a torch.Tensor waveform (B, T), got "
-                             f"{type(wav).__name__}")
-        if wav.dim() != 2 or not wav.is_floating_point():
-            raise AudioError(f"BSQ-ViT.{who}: expected a float waveform (B, T), got {wav.dtype} "
-                             f"{tuple(wav.shape)}")
-        return wav
+        return check_wav(wav, f"BSQ-ViT.{who}")
 
     def _mel(self, x: torch.Tensor, who: str) -> torch.Tensor:
         m = self.spec.mel.n_mels

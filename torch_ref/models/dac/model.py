@@ -19,7 +19,7 @@ from mlx_speech.utils.streaming import Streaming
 from torch_ref.layers.transformer import Transformer
 from torch_ref.models.dac import chunked
 from torch_ref.models.dac.cnn import Decoder, Encoder
-from torch_ref.quantize.codes import check_codes
+from torch_ref.quantize.codes import check_codes, check_wav
 from torch_ref.quantize.factorized import FactorizedRVQ
 
 
@@ -78,13 +78,7 @@ class DACModel(SpecCodec, Streaming, nn.Module):
 
     # -- checks ------------------------------------------------------------------------------
     def _wav(self, wav: torch.Tensor, who: str) -> torch.Tensor:
-        if not isinstance(wav, torch.Tensor):
-            raise AudioError(f"DAC.{who}: expected a torch.Tensor waveform (B, T), got "
-                             f"{type(wav).__name__}")
-        if wav.dim() != 2 or not wav.is_floating_point():
-            raise AudioError(f"DAC.{who}: expected a float waveform (B, T), got {wav.dtype} "
-                             f"{tuple(wav.shape)}")
-        return wav
+        return check_wav(wav, f"DAC.{who}")
 
     def _codes(self, codes: torch.Tensor, who: str) -> torch.Tensor:
         return check_codes(codes, self.codebook_sizes, f"DAC.{who}")

@@ -19,6 +19,7 @@ from mlx_speech.specs.quantize import ema_mimi
 from torch_ref.layers.conv import Conv1d, ConvTranspose1d
 from torch_ref.layers.transformer import Transformer
 from torch_ref.models.mimi.seanet import SEANetDecoder, SEANetEncoder
+from torch_ref.quantize.codes import check_wav
 from torch_ref.quantize.rvq import SplitResidualVQ
 from mlx_speech.models.codec_base import SpecCodec
 from mlx_speech.utils.streaming import Streaming
@@ -63,13 +64,7 @@ class MimiModel(SpecCodec, Streaming, nn.Module):
 
     # -- checks ------------------------------------------------------------------------------
     def _wav(self, wav: torch.Tensor, who: str) -> torch.Tensor:
-        if not isinstance(wav, torch.Tensor):
-            raise AudioError(f"Mimi.{who}: expected a torch waveform (B, T), got "
-                             f"{type(wav).__name__}")
-        if wav.dim() != 2 or not wav.is_floating_point():
-            raise AudioError(f"Mimi.{who}: expected a float waveform (B, T), got {wav.dtype} "
-                             f"{tuple(wav.shape)}")
-        return wav.to(self.upsample.weight.dtype)
+        return check_wav(wav, f"Mimi.{who}").to(self.upsample.weight.dtype)
 
     def _codes(self, codes: torch.Tensor, who: str) -> torch.Tensor:
         if not isinstance(codes, torch.Tensor) or codes.dim() != 3:
