@@ -30,6 +30,7 @@ import mlx.nn as nn
 import mlx_speech
 from mlx_speech.errors import SpecError
 from mlx_speech.models.bsq_vit.model import BSQViTModel
+from mlx_speech.quantize.codes import histogram
 from mlx_speech.train.bsq_vit_data import BSQViTTaskBase
 from mlx_speech.train.bsq_vit_discriminator import PatchGANDiscriminator
 from mlx_speech.train.losses import hinge_discriminator_loss, hinge_generator_loss
@@ -48,11 +49,9 @@ class BSQViTGAN(nn.Module):
 def code_usage(codes: mx.array, size: int) -> mx.array:
     """Share of the ``size`` codes of each codebook used in ``codes (B, K, F)``, averaged over
     the codebooks (no gradient)."""
-    hot = mx.zeros((codes.shape[1], size), dtype=mx.float32)
-    per_book = codes.transpose(1, 0, 2).reshape(codes.shape[1], -1)
-    rows = mx.broadcast_to(mx.arange(codes.shape[1])[:, None], per_book.shape)
-    hot = hot.at[rows.reshape(-1), per_book.reshape(-1)].add(1.0)
-    return mx.stop_gradient((hot > 0).astype(mx.float32).mean())
+    k = codes.shape[1]
+    counts = histogram(codes + (mx.arange(k, dtype=codes.dtype) * size)[None, :, None], k * size)
+    return mx.stop_gradient((counts > 0).astype(mx.float32).mean())
 
 
 class BSQViTTask(BSQViTTaskBase):

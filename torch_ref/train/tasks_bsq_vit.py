@@ -14,6 +14,7 @@ from torch import nn
 from mlx_speech.errors import CheckpointError, SpecError
 from mlx_speech.train.bsq_vit_data import BSQViTTaskBase
 from torch_ref.models.bsq_vit.model import BSQViTModel
+from torch_ref.quantize.codes import histogram
 from torch_ref.train.bsq_vit_discriminator import PatchGANDiscriminator
 from torch_ref.train.losses import hinge_discriminator_loss, hinge_generator_loss
 
@@ -31,10 +32,9 @@ def code_usage(codes: torch.Tensor, size: int) -> torch.Tensor:
     """Share of the ``size`` codes of each codebook used in ``codes (B, K, F)``, averaged over
     the codebooks (no gradient)."""
     k = codes.shape[1]
-    per_book = codes.detach().transpose(0, 1).reshape(k, -1).long()
-    hot = torch.zeros(k, size, device=codes.device)
-    hot.scatter_(1, per_book, 1.0)
-    return hot.mean()
+    offsets = (torch.arange(k, device=codes.device, dtype=codes.dtype) * size)[None, :, None]
+    counts = histogram(codes.detach() + offsets, k * size)
+    return (counts > 0).float().mean()
 
 
 def with_vocoder(model: BSQViTModel, hifigan: str | Path) -> BSQViTModel:
