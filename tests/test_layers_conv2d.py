@@ -99,7 +99,7 @@ def forced(impl):
 GRID = {  # id: (in, out, kernel, stride, padding, H, W)
     "patchgan-first": (1, 8, 4, 2, 1, 20, 18),
     "patchgan-mid": (8, 16, 4, 2, 1, 16, 13),
-    "patchgan-s1": (16, 24, 4, 1, 1, 6, 7),
+    "patchgan-s1": (16, 64, 4, 1, 1, 6, 7),
     "patchgan-score": (24, 1, 4, 1, 1, 5, 6),
     "mrd-first": (2, 6, (3, 9), 1, (1, 4), 7, 21),
     "mrd-strided": (6, 6, (3, 9), (1, 2), (1, 4), 9, 23),

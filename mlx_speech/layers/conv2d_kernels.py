@@ -23,11 +23,13 @@ rewrite routes every conv through BLAS on views of the input:
    other rows straddle an edge). The input gradient is the same sum over taps on the
    zero-filled output gradient, the weight gradient one GEMM per tap: a custom VJP, since
    autograd through the slices would build a full-size zero buffer per tap.
-3. im2col instead (the taps concatenated, one GEMM forward and one for the weight gradient;
-   the input gradient as in 2) in two cases: few channels per tap (a first layer: per-tap GEMMs
-   that thin are bound by re-reading the output, not by arithmetic), or a grid much larger than
-   the valid outputs with many output channels (PatchGAN's 16 x 16 stride-1 conv: 18 x 18 grid
-   rows for 15 x 15 outputs), where the wasted GEMM work costs more than copying the taps.
+3. im2col instead (the taps concatenated, one GEMM forward and one for the weight gradient)
+   in two cases. Few channels per tap (a first layer): per-tap GEMMs that thin are bound by
+   re-reading their output, not by arithmetic, so the input gradient too is one GEMM to the
+   im2col gradient, whose columns are then added back at their offsets. A grid much larger
+   than the valid outputs with many output channels (PatchGAN's 16 x 16 stride-1 conv: an
+   18 x 18 grid for 15 x 15 outputs): the wasted GEMM work costs more than copying the taps;
+   the input gradient stays as in 2.
 
 Grouped convs (``groups > 1``) stay on ``mx.conv2d``: none of our 2-D convs is grouped. Half
 types compute in fp32 and round once, as in the 1-D kernels.
@@ -71,8 +73,9 @@ def conv2d(x: mx.array, w: mx.array, *, stride: tuple[int, int] = (1, 1),
     _, jh, jw, _ = wf.shape
     taps = jh * jw
     waste = rh * rw / (h_out * w_out) - 1.0
-    im2col = taps > 1 and (c <= IM2COL_MAX_CHANNELS or waste * O > IM2COL_MIN_WASTE)
-    return _stride1(im2col)(xf, wf)
+    thin = taps > 1 and c <= IM2COL_MAX_CHANNELS
+    im2col = thin or (taps > 1 and waste * O > IM2COL_MIN_WASTE)
+    return _stride1(im2col, thin)(xf, wf)
 
 
 def _axis(x: mx.array, axis: int, size: int, pad: int, need: int) -> tuple[mx.array, tuple[int, int]]:
@@ -142,23 +145,38 @@ def _forward(x: mx.array, w: mx.array, im2col: bool) -> mx.array:
     return mx.as_strided(y, (B, h, wo, O), (rh * rw * O, rw * O, O, 1))
 
 
-def _backward(x: mx.array, w: mx.array, dy: mx.array, im2col: bool) -> tuple[mx.array, mx.array]:
+def _backward(x: mx.array, w: mx.array, dy: mx.array, im2col: bool,
+              col2im: bool) -> tuple[mx.array, mx.array]:
     B, rh, rw, C = x.shape
     O, jh, jw, _ = w.shape
     h, wo = dy.shape[1:3]
-    n, grid_rows = B * rh * rw, rh * rw
+    n = B * rh * rw
     last = _last(jh, jw, rw)
-    # dy on the full grid, zero past the valid outputs (so the grid rows are exact for dx), after
-    # one zero image: rows before the first image for dx's shifted reads, made in the same copy
-    grid = mx.pad(dy, [(1 if last else 0, 0), (0, rh - h), (0, rw - wo), (0, 0)]).reshape(-1, O)
-    start = grid_rows if last else 0  # the first row of image 0
+    lead = 1 if last else 0
+    start = lead * rh * rw  # the grid row of image 0, row 0, column 0
+
+    def on_grid(a: mx.array) -> mx.array:
+        # (B, h, wo, D) -> ((B + lead) * rh * rw, D): zero past the valid outputs (so grid rows
+        # are exact for dx), after one zero image when there are offsets (rows before image 0
+        # for dx's shifted reads), all in one copy
+        return mx.pad(a, [(lead, 0), (0, rh - h), (0, rw - wo), (0, 0)]).reshape(-1, a.shape[-1])
+
     offsets = _offsets(jh, jw, rw)
     if im2col:
         dw = (dy.reshape(B * h * wo, O).T @ _cols(x, jh, jw)).reshape(w.shape)
     else:
-        xf, gt = x.reshape(n, C), grid[start:start + n - last].T
+        xf, gt = x.reshape(n, C), on_grid(dy)[start:start + n - last].T
         dw = mx.stack([gt @ xf[off:off + n - last] for off, _, _ in offsets], axis=1).reshape(w.shape)
-    # dx[r] = sum over taps of grid[r - offset] @ w_tap (zero rows before image 0 where r < offset)
+    # dx[r] = sum over taps of dy_grid[r - offset] @ w_tap (zero rows before image 0 where r < offset)
+    if col2im:
+        # one GEMM to the im2col gradient, then the taps' columns summed back at their offsets
+        cols = on_grid((dy.reshape(B * h * wo, O) @ w.reshape(O, jh * jw * C)).reshape(B, h, wo, -1))
+        parts = [cols[start - off:start - off + n, k * C:(k + 1) * C] for k, (off, _, _) in enumerate(offsets)]
+        dx = parts[0]
+        for part in parts[1:]:
+            dx = dx + part
+        return dx.reshape(x.shape), dw
+    grid = on_grid(dy)
     dx = None
     for off, i, j in offsets:
         g = grid[start - off:start - off + n]
@@ -167,7 +185,7 @@ def _backward(x: mx.array, w: mx.array, dy: mx.array, im2col: bool) -> tuple[mx.
 
 
 @functools.cache
-def _stride1(im2col: bool):
+def _stride1(im2col: bool, col2im: bool):
     """Stride-1, unpadded conv ``x (B, R_h, R_w, C)``, ``w (O, j_h, j_w, C)`` ->
     ``(B, R_h - j_h + 1, R_w - j_w + 1, O)`` with the custom VJP of the module docstring."""
 
@@ -178,6 +196,6 @@ def _stride1(im2col: bool):
     @conv.vjp
     def conv_vjp(primals, cotangent, output):
         x, w = primals
-        return _backward(x, w, cotangent, im2col)
+        return _backward(x, w, cotangent, im2col, col2im)
 
     return conv
