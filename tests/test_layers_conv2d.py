@@ -87,8 +87,8 @@ def forced(impl):
     saved = ck2.IM2COL_MAX_CHANNELS, ck2.IM2COL_MIN_WASTE
     if impl == "fast-flat":
         ck2.IM2COL_MAX_CHANNELS, ck2.IM2COL_MIN_WASTE = 0, float("inf")
-    elif impl == "fast-im2col":
-        ck2.IM2COL_MAX_CHANNELS = 1 << 62
+    elif impl == "fast-im2col":  # thin-tap col2im gradient where C_in < C_out, else row offsets
+        ck2.IM2COL_MAX_CHANNELS, ck2.IM2COL_MIN_WASTE = 1 << 62, -1.0
     try:
         with conv_impl("native" if impl == "native" else "fast"):
             yield

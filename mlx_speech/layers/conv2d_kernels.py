@@ -24,9 +24,10 @@ rewrite routes every conv through BLAS on views of the input:
    zero-filled output gradient, the weight gradient one GEMM per tap: a custom VJP, since
    autograd through the slices would build a full-size zero buffer per tap.
 3. im2col instead (the taps concatenated, one GEMM forward and one for the weight gradient)
-   in two cases. Few channels per tap (a first layer): per-tap GEMMs that thin are bound by
-   re-reading their output, not by arithmetic, so the input gradient too is one GEMM to the
-   im2col gradient, whose columns are then added back at their offsets. A grid much larger
+   in two cases. Few channels per tap, fewer than the output channels (a first layer): per-tap
+   GEMMs that thin are bound by re-reading their wider output, not by arithmetic, so the input
+   gradient too is one GEMM to the im2col gradient, whose columns are then added back at their
+   offsets. A grid much larger
    than the valid outputs with many output channels (PatchGAN's 16 x 16 stride-1 conv: an
    18 x 18 grid for 15 x 15 outputs): the wasted GEMM work costs more than copying the taps;
    the input gradient stays as in 2.
@@ -45,8 +46,9 @@ from mlx_speech.layers.conv_kernels import _HALF, uses_fast_path
 
 __all__ = ["conv2d"]
 
-# im2col when each tap reads at most this many channels (after the stride fold): per-tap GEMMs
-# that thin are bound by re-reading the output, not by arithmetic.
+# im2col when each tap reads at most this many channels (after the stride fold) and fewer than
+# the output channels: per-tap GEMMs that thin are bound by re-reading their wider output, not by
+# arithmetic (with as many output channels as input ones or fewer, the taps' copy costs more).
 IM2COL_MAX_CHANNELS = 8
 # im2col when (grid rows / valid outputs - 1) * O exceeds this: that is the multiply-adds the
 # grid wastes per value im2col would copy, and one copied value costs tens of multiply-adds.
@@ -73,7 +75,7 @@ def conv2d(x: mx.array, w: mx.array, *, stride: tuple[int, int] = (1, 1),
     _, jh, jw, _ = wf.shape
     taps = jh * jw
     waste = rh * rw / (h_out * w_out) - 1.0
-    thin = taps > 1 and c <= IM2COL_MAX_CHANNELS
+    thin = taps > 1 and c <= IM2COL_MAX_CHANNELS and c < O
     im2col = thin or (taps > 1 and waste * O > IM2COL_MIN_WASTE)
     return _stride1(im2col, thin)(xf, wf)
 
