@@ -78,34 +78,39 @@ def test_errors():
 # --- the CPU rewrite ----------------------------------------------------------------------------
 
 IMPLS = ("native", "fast", "fast-flat", "fast-im2col")
+# The rewrite's size switches pinned: fast-flat takes the row offsets everywhere, fast-im2col
+# im2col for every multi-tap conv (the input gradient still by the size rules); tiny test inputs
+# reach only some paths through the rules alone.
+PINNED = {"fast-flat": {"IM2COL_MAX_CHANNELS": 0, "IM2COL_MIN_WASTE": float("inf"),
+                        "IM2COL_MAX_ROWS_PER_OUTPUT": 0.0},
+          "fast-im2col": {"IM2COL_MIN_WASTE": -1.0}}
 
 
 @contextlib.contextmanager
 def forced(impl):
-    """The path ``impl``; ``fast-flat`` / ``fast-im2col`` pin the rewrite's switch (the row
-    offsets or im2col) that the size rules would pick for only some of these small cases."""
-    saved = ck2.IM2COL_MAX_CHANNELS, ck2.IM2COL_MIN_WASTE
-    if impl == "fast-flat":
-        ck2.IM2COL_MAX_CHANNELS, ck2.IM2COL_MIN_WASTE = 0, float("inf")
-    elif impl == "fast-im2col":  # thin-tap col2im gradient where C_in < C_out, else row offsets
-        ck2.IM2COL_MAX_CHANNELS, ck2.IM2COL_MIN_WASTE = 1 << 62, -1.0
+    pins = PINNED.get(impl, {})
+    saved = {name: getattr(ck2, name) for name in pins}
+    for name, value in pins.items():
+        setattr(ck2, name, value)
     try:
         with conv_impl("native" if impl == "native" else "fast"):
             yield
     finally:
-        ck2.IM2COL_MAX_CHANNELS, ck2.IM2COL_MIN_WASTE = saved
+        for name, value in saved.items():
+            setattr(ck2, name, value)
 
 
 GRID = {  # id: (in, out, kernel, stride, padding, H, W)
     "patchgan-first": (1, 8, 4, 2, 1, 20, 18),
     "patchgan-mid": (8, 16, 4, 2, 1, 16, 13),
-    "patchgan-s1": (16, 64, 4, 1, 1, 6, 7),
+    "patchgan-s1": (16, 96, 4, 1, 1, 8, 9),
     "patchgan-score": (24, 1, 4, 1, 1, 5, 6),
     "mrd-first": (2, 6, (3, 9), 1, (1, 4), 7, 21),
     "mrd-strided": (6, 6, (3, 9), (1, 2), (1, 4), 9, 23),
     "mrd-k3": (6, 6, 3, 1, 1, 9, 11),
     "mpd": (3, 8, (5, 1), (3, 1), (2, 0), 29, 5),
     "mpd-post": (8, 1, (3, 1), 1, (1, 0), 10, 5),
+    "mpd-deep": (32, 48, (5, 1), (3, 1), (2, 0), 12, 2),
     "k1": (5, 7, 1, 1, 0, 6, 5),
     "k1-s2": (3, 4, 1, 2, 0, 9, 8),
     "k2-s3-crop": (3, 4, (2, 3), (3, 1), 0, 10, 7),
@@ -149,6 +154,24 @@ def test_paths_match_torch_forward_and_gradients(case, weight_norm):
             assert np.abs(ref).max() > 0, name
             np.testing.assert_allclose(np.array(grads[name]), ref, rtol=1e-4,
                                        atol=1e-5 * np.abs(ref).max(), err_msg=f"{impl} {name}")
+
+
+def test_grid_reaches_every_rewrite_variant(monkeypatch):
+    seen = set()
+    stride1 = ck2._stride1
+
+    def spy(im2col, col2im):
+        seen.add((im2col, col2im))
+        return stride1(im2col, col2im)
+
+    monkeypatch.setattr(ck2, "_stride1", spy)
+    for c_in, c_out, k, s, p, h, w in GRID.values():
+        m = Conv2d(in_channels=c_in, out_channels=c_out, kernel_size=k, stride=s, padding=p)
+        for impl in IMPLS[1:]:
+            with forced(impl):
+                m(mx.zeros((2, h, w, c_in)))
+    # row offsets, im2col with the row-offset input gradient, im2col with col2im
+    assert seen == {(False, False), (True, False), (True, True)}
 
 
 def test_native_selection_uses_mx_conv2d(monkeypatch):
