@@ -23,14 +23,15 @@ rewrite routes every conv through BLAS on views of the input:
    other rows straddle an edge). The input gradient is the same sum over taps on the
    zero-filled output gradient, the weight gradient one GEMM per tap: a custom VJP, since
    autograd through the slices would build a full-size zero buffer per tap.
-3. im2col instead (the taps concatenated, one GEMM forward and one for the weight gradient)
-   in two cases. Few channels per tap, fewer than the output channels (a first layer): per-tap
-   GEMMs that thin are bound by re-reading their wider output, not by arithmetic, so the input
-   gradient too is one GEMM to the im2col gradient, whose columns are then added back at their
-   offsets. A grid much larger
-   than the valid outputs with many output channels (PatchGAN's 16 x 16 stride-1 conv: an
-   18 x 18 grid for 15 x 15 outputs): the wasted GEMM work costs more than copying the taps;
-   the input gradient stays as in 2.
+3. im2col instead (the taps concatenated, one GEMM forward and one for the weight gradient on
+   a contiguous view of the weight) in three cases. Few channels per tap, fewer than the output
+   channels (a first layer): per-tap GEMMs that thin are bound by re-reading their wider
+   output. Few valid rows against the weight (DAC's full-width MPD): step 2 reads each tap's
+   weight as a strided view, at about the cost of copying it. In both the input gradient is one
+   GEMM to the im2col gradient, whose columns are then added back at their offsets. Finally a
+   grid much larger than the valid outputs with many output channels (PatchGAN's 16 x 16
+   stride-1 conv: an 18 x 18 grid for 15 x 15 outputs): the wasted GEMM work costs more than
+   copying the taps; the input gradient stays as in 2.
 
 Grouped convs (``groups > 1``) stay on ``mx.conv2d``: none of our 2-D convs is grouped. Half
 types compute in fp32 and round once, as in the 1-D kernels.
