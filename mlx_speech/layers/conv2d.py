@@ -15,8 +15,9 @@ Padding is torch's: ``padding`` zeros on both sides of each spatial axis (an int
 ``(pad_h, pad_w)`` pair), nothing else; DAC's discriminators need no other mode. Initialisation
 is torch's default for a conv: weights and bias uniform in ``+-1 / sqrt(fan_in)``.
 
-The call is ``mx.conv2d`` itself: the 1-D rewrites of :mod:`mlx_speech.layers.conv_kernels`
-do not cover 2-D kernels, and the discriminators that use this layer run in training only.
+The convolution runs through :func:`mlx_speech.layers.conv2d_kernels.conv2d`: a fast CPU
+rewrite for dense convs (forward and backward, since the discriminators that use this layer
+train), ``mx.conv2d`` on the GPU, for grouped convs and under ``set_conv_impl("native")``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import mlx.nn as nn
 
 from mlx_speech.errors import SpecError
 from mlx_speech.layers.conv import _WeightNormMixin
+from mlx_speech.layers.conv2d_kernels import conv2d
 
 __all__ = ["Conv2d"]
 
@@ -86,6 +88,6 @@ class Conv2d(_WeightNormMixin, nn.Module):
         if h_out < 1 or w_out < 1:
             raise ValueError(f"Conv2d input {tuple(x.shape[1:3])} is smaller than the kernel "
                              f"{self.kernel_size} after padding {self.padding}")
-        y = mx.conv2d(x, self.effective_weight(), stride=self.stride, padding=self.padding,
-                      groups=self.groups)
+        y = conv2d(x, self.effective_weight(), stride=self.stride, padding=self.padding,
+                   groups=self.groups)
         return y + self["bias"] if "bias" in self else y
