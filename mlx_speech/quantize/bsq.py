@@ -28,6 +28,7 @@ import mlx.nn as nn
 import numpy as np
 
 from mlx_speech.errors import CodesError
+from mlx_speech.layers.activations import exp_fast
 from mlx_speech.quantize.codebook import l2_normalize
 from mlx_speech.quantize.codes import check_codes, check_latents
 from mlx_speech.specs.quantize import BSQSpec
@@ -121,8 +122,13 @@ class BinarySphericalQuantizer(nn.Module):
         n = math.prod(u.shape[:-1])
         groups = u.reshape(n, self.bits // self.group_size, self.group_size)
         logits = (2.0 * self.inv_temperature / math.sqrt(self.bits)) * (groups @ self._corners.T)
-        logp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-        p = mx.exp(logp)
+        # a log-softmax through exp_fast (arguments <= 0 after the max): MLX's CPU exp is a
+        # scalar loop, and these are 2^g values per group and frame
+        shifted = logits - mx.stop_gradient(logits.max(axis=-1, keepdims=True))
+        e = exp_fast(shifted)
+        total = e.sum(axis=-1, keepdims=True)
+        p = e / total
+        logp = shifted - mx.log(total)
         per_sample = -(p * logp).sum(axis=-1).sum(axis=-1).mean()
         avg = p.mean(axis=0)
         codebook = -(avg * mx.log(mx.maximum(avg, 1e-30))).sum()
