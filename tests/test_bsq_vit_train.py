@@ -112,6 +112,8 @@ def test_tiny_run_loss_falls_reports_entropy_usage_and_exports_ema(manifest, tmp
     assert len(rep["levels"]) == tok.num_codebooks and rep["vocoder"] == "griffin_lim"
     assert all(0 < lv["usage"] <= 1 and lv["entropy_bits"] >= 0 for lv in rep["levels"])
     assert 0 < rep["recon"]["token_mel_l1"] < 2 and np.isfinite(rep["recon"]["si_sdr_db"])
+    # the vocoder alone on the input's own mel: a ceiling the tokenizer's round trip stays under
+    assert rep["vocoder_only"]["mel_distance"] < rep["recon"]["mel_distance"]
     # the training checkpoint gives the raw (not EMA) tokenizer: a different but valid report
     res = CliRunner().invoke(cli, ["eval", "bsq_vit", "--weights", out["checkpoint"],
                                    "--manifest", manifest, "--max-items", "1"])

@@ -5,7 +5,8 @@ PESQ, STOI of the resynthesised audio; per-codebook usage, entropy and perplexit
 second), with the audio made by the model's own vocoder (Griffin-Lim, or the HiFi-GAN its file
 holds), or by the HiFi-GAN generator given as ``--vocoder``. Added: ``token_mel_l1``, the mean
 absolute error of the decoded mel on the tokenizer's [-1, 1] scale (the vocoder plays no part
-in it), and ``vocoder``, which one made the audio.
+in it), ``vocoder``, which one made the audio, and ``vocoder_only``, the same metrics of the
+vocoder on the input's own mel (no tokenizer): the ceiling the tokenizer is judged under.
 
 ``weights``: a tagged BSQ-ViT file (a run's exported ``bsq_vit.safetensors``) or an MLX
 training checkpoint of the ``bsq_vit`` task (the tokenizer is taken out of the generator).
@@ -20,7 +21,8 @@ import click
 import mlx.core as mx
 import numpy as np
 
-from mlx_speech.eval.codec import codec_from_checkpoint, emit, evaluate_codec, training_recipe
+from mlx_speech.eval.codec import (Recon, codec_from_checkpoint, emit, evaluate_codec,
+                                   training_recipe)
 
 
 def load_eval_tokenizer(weights: str | Path, *, vocoder: str | Path | None = None) -> Any:
@@ -47,19 +49,25 @@ def load_eval_tokenizer(weights: str | Path, *, vocoder: str | Path | None = Non
     return model
 
 
-def token_mel_l1(model: Any, manifest: str | Path, *, max_items: int | None = None) -> float:
-    """Mean |decode_mel(encode_mel(x)) - x| over the manifest's mel cells ([-1, 1] scale)."""
+def mel_and_vocoder(model: Any, manifest: str | Path, *, max_items: int | None = None
+                    ) -> tuple[float, dict[str, Any]]:
+    """``(token_mel_l1, vocoder_only)``: the mean ``|decode_mel(encode_mel(x)) - x|`` over the
+    manifest's mel cells ([-1, 1] scale), and the reconstruction metrics of the vocoder alone
+    on the input's own mel, ``vocode(features(wav))``: the ceiling the tokenizer is judged
+    under."""
     from mlx_speech.audio.io import load as load_audio  # noqa: PLC0415
     from mlx_speech.data.manifest import read_manifest  # noqa: PLC0415
 
     total = cells = 0.0
+    rec = Recon(model.sample_rate)
     for item in read_manifest(manifest)[:max_items]:
         wav, _ = load_audio(item.path, sr=model.sample_rate, mono=True)
         x = model.features(mx.array(wav[None]))
         y = model.decode_mel(model.encode_mel(x))
         total += float(np.abs(np.array(y) - np.array(x)).sum())
         cells += x.size
-    return round(total / max(cells, 1.0), 5)
+        rec.add(wav, np.array(model.vocode(x))[0, :len(wav)])
+    return round(total / max(cells, 1.0), 5), rec.summary()
 
 
 def evaluate(weights: str | Path, manifest: str | Path, *, vocoder: str | Path | None = None,
@@ -67,8 +75,10 @@ def evaluate(weights: str | Path, manifest: str | Path, *, vocoder: str | Path |
     """The report of ``weights`` (or an already built ``model``) on ``manifest``."""
     model = model if model is not None else load_eval_tokenizer(weights, vocoder=vocoder)
     report = evaluate_codec(model, manifest, max_items=max_items)
-    report["recon"]["token_mel_l1"] = token_mel_l1(model, manifest, max_items=max_items)
-    return {"weights": str(weights), "vocoder": model.spec.vocoder.kind} | report
+    mel_l1, vocoder_only = mel_and_vocoder(model, manifest, max_items=max_items)
+    report["recon"]["token_mel_l1"] = mel_l1
+    return ({"weights": str(weights), "vocoder": model.spec.vocoder.kind} | report
+            | {"vocoder_only": vocoder_only})
 
 
 # --- `mlx-speech eval bsq_vit` (registered by the bsq_vit family) -------------------------------

@@ -65,36 +65,58 @@ def codec_from_checkpoint(path: Path, task: str, build: Callable[[dict[str, Any]
     return model
 
 
+class Recon:
+    """Reconstruction metrics of (reference, output) pairs at ``sample_rate``, averaged by
+    :meth:`summary`: SNR, SI-SDR, mel distance, PESQ-WB and STOI (an utterance PESQ or STOI
+    cannot score is counted in ``pesq_failed``)."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.values: dict[str, list[float]] = {"snr_db": [], "si_sdr_db": [], "mel_distance": [],
+                                               "pesq_wb": [], "stoi": []}
+        self.pesq_failed = 0
+
+    def add(self, ref: np.ndarray, out: np.ndarray) -> None:
+        from mlx_speech.audio.metrics import (mel_distance, pesq_score, si_sdr, snr,  # noqa: PLC0415
+                                              stoi_score)
+        from mlx_speech.errors import UserError  # noqa: PLC0415
+
+        sr, v = self.sample_rate, self.values
+        v["snr_db"].append(float(snr(ref, out)))
+        v["si_sdr_db"].append(float(si_sdr(ref, out)))
+        v["mel_distance"].append(float(mel_distance(ref, out, sample_rate=sr)))
+        try:
+            pesq, stoi = float(pesq_score(ref, out, sr, mode="wb")), float(stoi_score(ref, out, sr))
+        except UserError:
+            self.pesq_failed += 1
+        else:
+            v["pesq_wb"].append(pesq)
+            v["stoi"].append(stoi)
+
+    def summary(self) -> dict[str, Any]:
+        return ({name: (round(float(np.mean(v)), 4) if v else None) for name, v in self.values.items()}
+                | {"pesq_failed": self.pesq_failed})
+
+
 def evaluate_codec(model: Any, manifest: str | Path, *, num_codebooks: int | None = None,
                    max_items: int | None = None) -> dict[str, Any]:
     """The report (see the module docstring) of the MLX codec ``model`` on ``manifest``."""
     from mlx_speech.audio.io import load as load_audio  # noqa: PLC0415
-    from mlx_speech.audio.metrics import mel_distance, pesq_score, si_sdr, snr, stoi_score  # noqa: PLC0415
     from mlx_speech.data.manifest import read_manifest  # noqa: PLC0415
-    from mlx_speech.errors import UserError  # noqa: PLC0415
 
     items = read_manifest(manifest)[:max_items]
     sr = model.sample_rate
     k = model.num_codebooks if num_codebooks is None else num_codebooks
     counts = [np.zeros(s, dtype=np.int64) for s in model.codebook_sizes[:k]]
-    rec: dict[str, list[float]] = {"snr_db": [], "si_sdr_db": [], "mel_distance": [], "pesq_wb": [],
-                                   "stoi": []}
-    pesq_failed = frames = 0
+    rec = Recon(sr)
+    frames = 0
     for item in items:
         wav, _ = load_audio(item.path, sr=sr, mono=True)
         codes = np.array(model.encode(mx.array(wav[None]), num_codebooks=k))
-        out = np.array(model.decode(mx.array(codes)))[0, :len(wav)]
+        rec.add(wav, np.array(model.decode(mx.array(codes)))[0, :len(wav)])
         frames += codes.shape[2]
         for lv in range(k):
             counts[lv] += np.bincount(codes[0, lv], minlength=len(counts[lv]))
-        rec["snr_db"].append(float(snr(wav, out)))
-        rec["si_sdr_db"].append(float(si_sdr(wav, out)))
-        rec["mel_distance"].append(float(mel_distance(wav, out, sample_rate=sr)))
-        try:
-            rec["pesq_wb"].append(float(pesq_score(wav, out, sr, mode="wb")))
-            rec["stoi"].append(float(stoi_score(wav, out, sr)))
-        except UserError:
-            pesq_failed += 1
     levels = []
     for lv, cnt in enumerate(counts):
         p = cnt / max(cnt.sum(), 1)
@@ -106,8 +128,7 @@ def evaluate_codec(model: Any, manifest: str | Path, *, num_codebooks: int | Non
     return {"manifest": str(manifest), "items": len(items), "frames": frames,
             "frame_rate": model.frame_rate, "num_codebooks": k,
             "bitrate_bps": round(bits * model.frame_rate, 1), "levels": levels,
-            "recon": {name: (round(float(np.mean(v)), 4) if v else None) for name, v in rec.items()}
-            | {"pesq_failed": pesq_failed}}
+            "recon": rec.summary()}
 
 
 def format_table(report: dict[str, Any]) -> str:
