@@ -23,6 +23,13 @@ sub-blocks are recomputed in the backward pass (``mx.checkpoint`` through
 the convolution module: its BatchNorm replaces the running statistics in its forward, and the
 recompute would run that update a second time. Dropout stays outside the recomputed part:
 ``mx.checkpoint`` calls the Python function again, which would draw a new mask.
+
+In eval mode :class:`ViT` runs as one ``mx.compile`` d graph (its arrays are inputs, so new
+weights are used; one trace per input shape, and coding pads every window but a last partial
+one to the same length): MLX then fuses the elementwise tails (bias, residual, LayerScale, GLU,
+SiLU) instead of dispatching some forty small operations per block one by one. Training mode
+runs the plain forward (BatchNorm updates and dropout are side effects; the trainer compiles
+its whole step anyway).
 """
 
 from __future__ import annotations
@@ -119,9 +126,17 @@ class ViT(nn.Module):
         self.norm = LayerNorm(dim=d)
         if patches_out:
             self.head = Linear(d, spec.patch_dim)
+        self._compiled = None  # the eval-mode graph (module docstring)
 
     def __call__(self, x: mx.array) -> mx.array:
         """``x (B, F * bands, patch_dim or dim)`` -> ``(B, F * bands, dim or patch_dim)``."""
+        if self.training:
+            return self._forward(x)
+        if self._compiled is None:
+            self._compiled = mx.compile(self._forward, inputs=self.state)
+        return self._compiled(x)
+
+    def _forward(self, x: mx.array) -> mx.array:
         if "patch_embed" in self:
             x = self.patch_embed(x)
         frames = x.shape[1] // self.bands
