@@ -21,3 +21,15 @@ os.environ["PYTHONPATH"] = os.pathsep.join([_ROOT, *filter(None, [os.environ.get
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch intra-op thread for the test, restored after it: the test machine is shared,
+    and tiny torch ops stall on contended threads (modules that compare with torch_ref use it
+    through ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    torch = pytest.importorskip("torch")
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

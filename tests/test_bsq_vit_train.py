@@ -29,12 +29,7 @@ LOSSES = ("loss", "d_loss", "d_real", "d_fake", "l1", "l2", "adv", "quantizer", 
           "per_sample_entropy", "codebook_entropy")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -33,12 +33,7 @@ SMALL = DACDiscriminatorSpec(rates=[2], periods=[2, 3, 5], fft_sizes=[512, 256],
                              msd_groups=[1, 4, 4, 4, 4, 1], mrd_channels=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _wav(B=2, T=4001, seed=0, scale=0.3):

@@ -35,12 +35,7 @@ DISC = {"rates": [], "periods": [2, 3], "fft_sizes": [256, 128], "mpd_channels":
         "mrd_channels": 4}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

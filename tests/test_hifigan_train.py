@@ -29,12 +29,7 @@ DISC = HiFiGANDiscriminatorSpec(mpd_channels=[8, 16, 32, 32, 32],
 TINY_DISC = HiFiGANDiscriminatorSpec.from_preset("tiny").to_dict()
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -27,13 +27,7 @@ def manifest(tmp_path_factory):
     return str(write_toy_corpus(tmp_path_factory.mktemp("toy"), n=12, seconds=(0.5, 1.0)))
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # The test machine is shared: one intra-op thread keeps tiny torch ops from stalling.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def recipe(manifest, out, **over):
