@@ -141,8 +141,7 @@ class BatchNorm(nn.Module):
         self.bias = mx.zeros((dim,))
         self.running_mean = mx.zeros((dim,))
         self.running_var = mx.ones((dim,))
-        self.freeze(keys=list(self.BUFFERS), recurse=False)
-        self._no_grad = _Buffers(self.BUFFERS)
+        self._no_grad = _Buffers(self.BUFFERS)  # frozen for good (see _Buffers)
 
     def _extra_repr(self) -> str:
         return f"dim={self.dim}, eps={self.eps}, momentum={self.momentum}"

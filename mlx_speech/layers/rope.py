@@ -18,9 +18,9 @@ position 5000 is already ~1e-3 in the output).
 CPU path of :class:`RotaryEmbedding` (when MLX's default device is the CPU, the offset a Python
 int and ``x`` float32): ``mx.fast.rope`` has no CPU kernel, and its fallback takes ``cos`` and
 ``sin`` of every angle on every call, scalar loops that cost more than the rest of the rotation.
-There the layers keep one table (shared by head size and period) of ``cos`` / ``sin`` per position (same float32 angles, the
-trigonometry in float64 rounded to float32, i.e. within an ulp of MLX's own), grown by doubling,
-and rotates with one compiled elementwise kernel per shape. Same maths, outputs equal the
+There the layers keep one table (shared by head size and period) of ``cos`` / ``sin`` per
+position (same float32 angles, the trigonometry in float64 rounded to float32, i.e. within an
+ulp of MLX's own), grown by doubling, and rotate with one compiled elementwise kernel per shape. Same maths, outputs equal the
 fused op to float32 rounding; a GPU, a traced (array) offset or another dtype takes
 ``mx.fast.rope``.
 """
@@ -32,7 +32,6 @@ import mlx.nn as nn
 import numpy as np
 
 from mlx_speech.layers.activations import _on_cpu, _PerShape
-
 from mlx_speech.weights.rope_perm import (  # noqa: F401  (re-exported)
     interleaved_to_rotate_half_perm, permute_head_rows, rotate_half_to_interleaved_perm)
 from mlx_speech.weights.rope_perm import check_rope_args as _check

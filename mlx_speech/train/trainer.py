@@ -17,8 +17,8 @@ the new arrays after each micro-batch (the next micro-batch continues from them)
 them over ranks and keeps them only when the step is finite -- as torch_ref keeps its
 registered buffers. The step returns the buffers as outputs, so a model whose buffer updates
 are plain array maths (modules declaring ``GRAPH_BUFFERS``, e.g. BatchNorm) trains compiled;
-any other model with buffers trains uncompiled (a notice says so). The discriminator pass of a GAN step
-discards buffer updates of the generator (only the generator pass's count).
+any other model with buffers trains uncompiled (a notice says so). The discriminator pass of a
+GAN step discards buffer updates of the generator (only the generator pass's count).
 
 CPU shards: on a multi-core CPU, MLX runs element-wise work, reductions and the optimiser on
 one thread per stream, so a single-stream step leaves the other cores idle outside the GEMMs.

@@ -165,14 +165,15 @@ class Trainer(TrainLoop):
     def _ema_bound(self) -> Any:
         """The EMA weights in the model for the block (when EMA runs and ``ema.eval``), the
         training weights restored after it."""
-        use_ema = self.ema is not None and self.spec.ema.eval
+        if self.ema is None or not self.spec.ema.eval:
+            yield
+            return
         params = dict(self.model.named_parameters())
-        saved = {k: p.detach().clone() for k, p in params.items()} if use_ema else {}
+        saved = {k: p.detach().clone() for k, p in params.items()}
         try:
             with torch.no_grad():
                 for k, p in params.items():
-                    if use_ema:
-                        p.copy_(self.ema.weights[k])
+                    p.copy_(self.ema.weights[k])
             yield
         finally:
             with torch.no_grad():

@@ -43,7 +43,6 @@ whole-utterance result.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Literal
 
 from mlx_speech.specs.audio import MelSpec, mel_bsq_16k
@@ -271,8 +270,3 @@ def bsq_vit_tiny() -> BSQViTSpec:
     return _preset(mel=mel, patch_time=4, patch_freq=8, dim=32, encoder_layers=1,
                    decoder_layers=1, num_heads=2, context_frames=4, conv_kernel=3,
                    vocoder=BSQVocoderSpec(gl_iters=4, nnls_iters=2, margin=4, crossfade=2))
-
-
-def bitrate_table() -> dict[str, float]:
-    """Bits per second of each preset (for the README and ``mlx-speech info``)."""
-    return {name: math.floor(BSQViTSpec.from_preset(name).bitrate) for name in BSQViTSpec.presets()}
