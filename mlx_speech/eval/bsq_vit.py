@@ -49,36 +49,38 @@ def load_eval_tokenizer(weights: str | Path, *, vocoder: str | Path | None = Non
     return model
 
 
-def mel_and_vocoder(model: Any, manifest: str | Path, *, max_items: int | None = None
-                    ) -> tuple[float, dict[str, Any]]:
-    """``(token_mel_l1, vocoder_only)``: the mean ``|decode_mel(encode_mel(x)) - x|`` over the
-    manifest's mel cells ([-1, 1] scale), and the reconstruction metrics of the vocoder alone
-    on the input's own mel, ``vocode(features(wav))``: the ceiling the tokenizer is judged
-    under."""
-    from mlx_speech.audio.io import load as load_audio  # noqa: PLC0415
-    from mlx_speech.data.manifest import read_manifest  # noqa: PLC0415
+class MelAndVocoder:
+    """Per utterance (``evaluate_codec``'s ``per_item``): the ``|decode_mel(encode_mel(x)) -
+    x|`` of the input's mel ``x`` ([-1, 1] scale) and the reconstruction metrics of the vocoder
+    alone on it, ``vocode(features(wav))``: the ceiling the tokenizer is judged under."""
 
-    total = cells = 0.0
-    rec = Recon(model.sample_rate)
-    for item in read_manifest(manifest)[:max_items]:
-        wav, _ = load_audio(item.path, sr=model.sample_rate, mono=True)
-        x = model.features(mx.array(wav[None]))
-        y = model.decode_mel(model.encode_mel(x))
-        total += float(np.abs(np.array(y) - np.array(x)).sum())
-        cells += x.size
-        rec.add(wav, np.array(model.vocode(x))[0, :len(wav)])
-    return round(total / max(cells, 1.0), 5), rec.summary()
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.total = self.cells = 0.0
+        self.vocoder_only = Recon(model.sample_rate)
+
+    def __call__(self, wav: np.ndarray) -> None:
+        m = self.model
+        x = m.features(mx.array(wav[None]))
+        y = m.decode_mel(m.encode_mel(x))
+        self.total += float(np.abs(np.array(y) - np.array(x)).sum())
+        self.cells += x.size
+        self.vocoder_only.add(wav, np.array(m.vocode(x))[0, :len(wav)])
+
+    @property
+    def mel_l1(self) -> float:
+        return round(self.total / max(self.cells, 1.0), 5)
 
 
 def evaluate(weights: str | Path, manifest: str | Path, *, vocoder: str | Path | None = None,
              max_items: int | None = None, model: Any = None) -> dict[str, Any]:
     """The report of ``weights`` (or an already built ``model``) on ``manifest``."""
     model = model if model is not None else load_eval_tokenizer(weights, vocoder=vocoder)
-    report = evaluate_codec(model, manifest, max_items=max_items)
-    mel_l1, vocoder_only = mel_and_vocoder(model, manifest, max_items=max_items)
-    report["recon"]["token_mel_l1"] = mel_l1
+    extra = MelAndVocoder(model)
+    report = evaluate_codec(model, manifest, max_items=max_items, per_item=extra)
+    report["recon"]["token_mel_l1"] = extra.mel_l1
     return ({"weights": str(weights), "vocoder": model.spec.vocoder.kind} | report
-            | {"vocoder_only": vocoder_only})
+            | {"vocoder_only": extra.vocoder_only.summary()})
 
 
 # --- `mlx-speech eval bsq_vit` (registered by the bsq_vit family) -------------------------------

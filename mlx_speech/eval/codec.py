@@ -99,8 +99,10 @@ class Recon:
 
 
 def evaluate_codec(model: Any, manifest: str | Path, *, num_codebooks: int | None = None,
-                   max_items: int | None = None) -> dict[str, Any]:
-    """The report (see the module docstring) of the MLX codec ``model`` on ``manifest``."""
+                   max_items: int | None = None,
+                   per_item: Callable[[np.ndarray], None] | None = None) -> dict[str, Any]:
+    """The report (see the module docstring) of the MLX codec ``model`` on ``manifest``;
+    ``per_item(wav)`` sees each utterance as read, for a family's own measures."""
     from mlx_speech.audio.io import load as load_audio  # noqa: PLC0415
     from mlx_speech.data.manifest import read_manifest  # noqa: PLC0415
 
@@ -117,6 +119,8 @@ def evaluate_codec(model: Any, manifest: str | Path, *, num_codebooks: int | Non
         frames += codes.shape[2]
         for lv in range(k):
             counts[lv] += np.bincount(codes[0, lv], minlength=len(counts[lv]))
+        if per_item is not None:
+            per_item(wav)
     levels = []
     for lv, cnt in enumerate(counts):
         p = cnt / max(cnt.sum(), 1)
