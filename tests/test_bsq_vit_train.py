@@ -253,3 +253,25 @@ def test_only_declared_buffers_compile():
 
     vq = VectorQuantizer(dim=4, codebook_size=8, ema=EMACodebookSpec())
     assert not graph_buffers(vq)  # EMA codebook statistics: not declared, so uncompiled
+
+
+def test_init_from_weights_and_mismatch(manifest, tmp_path):
+    from mlx_speech.weights.core import flatten_tree
+
+    first = make_trainer(recipe(manifest, tmp_path / "a", steps=1), "mlx")
+    first.run()
+    exported = str(tmp_path / "a" / "bsq_vit.safetensors")
+    import torch_ref
+
+    srcs = {"mlx": {k: np.array(v) for k, v in
+                    flatten_tree(mlx_speech.load(exported).parameters()).items()},
+            "torch": {k: v.detach().numpy() for k, v in
+                      torch_ref.load(exported).named_parameters()}}  # torch layouts, as weights()
+    for backend, src in srcs.items():
+        tr = make_trainer(recipe(manifest, tmp_path / f"b_{backend}", model={"init": exported}),
+                          backend)
+        got = tr.weights()
+        assert all(np.array_equal(got[f"generator.{k}"], v) for k, v in src.items()), backend
+    with pytest.raises(SpecError, match="tokenizer spec differs"):
+        make_trainer(recipe(manifest, tmp_path / "c", model={"init": exported,
+                                                             "tokenizer": {"bits": 27}}), "mlx")

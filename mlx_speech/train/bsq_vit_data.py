@@ -21,6 +21,7 @@ import numpy as np
 
 from mlx_speech.data.augment import spec_augment_masks
 from mlx_speech.data.loader import Batch
+from mlx_speech.errors import SpecError
 from mlx_speech.models.bsq_vit.train_spec import BSQViTTrainSpec
 from mlx_speech.train.task_base import Task
 
@@ -33,6 +34,13 @@ class BSQViTTaskBase(Task):
     def __init__(self, spec: dict[str, Any] | BSQViTTrainSpec) -> None:
         super().__init__(spec)
         self.tokenizer = self.spec.tokenizer_spec()
+
+    def check_init(self, spec: Any) -> None:
+        """``model.init``'s tokenizer spec must be the recipe's (up to the vocoder, which the
+        run does not train)."""
+        if spec.replace(vocoder=self.tokenizer.vocoder) != self.tokenizer:
+            raise SpecError(f"model.init {self.spec.init}: its tokenizer spec differs from "
+                            f"the recipe's")
 
     @property
     def mel_frames(self) -> int:

@@ -28,7 +28,6 @@ import mlx.core as mx
 import mlx.nn as nn
 
 import mlx_speech
-from mlx_speech.errors import SpecError
 from mlx_speech.models.bsq_vit.model import BSQViTModel
 from mlx_speech.quantize.codes import histogram
 from mlx_speech.train.bsq_vit_data import BSQViTTaskBase
@@ -59,9 +58,7 @@ class BSQViTTask(BSQViTTaskBase):
         tok = BSQViTModel(self.tokenizer)
         if self.spec.init is not None:
             src = mlx_speech.load(self.spec.init, family="bsq_vit")
-            if src.spec.replace(vocoder=self.tokenizer.vocoder) != self.tokenizer:
-                raise SpecError(f"model.init {self.spec.init}: its tokenizer spec differs from "
-                                f"the recipe's")
+            self.check_init(src.spec)
             weights = {k: v for k, v in flatten_tree(src.parameters()).items()
                        if not k.startswith("vocoder.")}
             tok.load_weights(list(weights.items()), strict=False)

@@ -63,9 +63,7 @@ class BSQViTTask(BSQViTTaskBase):
             import torch_ref  # noqa: PLC0415
 
             src = torch_ref.load(self.spec.init, family="bsq_vit")
-            if src.spec.replace(vocoder=self.tokenizer.vocoder) != self.tokenizer:
-                raise SpecError(f"model.init {self.spec.init}: its tokenizer spec differs from "
-                                f"the recipe's")
+            self.check_init(src.spec)
             state = {k: v for k, v in src.state_dict().items() if not k.startswith("vocoder.")}
             tok.load_state_dict(state, strict=False)
         return BSQViTGAN(generator=tok,
