@@ -17,9 +17,10 @@ facebook/w2v-bert-2.0) step by step, per utterance:
    ``index % stride == 1`` (its second) is real, so an odd-length utterance's last stacked
    frame is masked, as upstream.
 
-Upstream computes steps 1-3 in float64 numpy; this is float32 MLX (FFT included), which agrees
-to ~1e-4 after normalisation on speech (tested); the model's hidden states are compared on the
-same features.
+The filterbank, window, constants and batch layout are numpy
+(:mod:`mlx_speech.models.ssl.tables`, shared with torch_ref). Upstream computes steps 1-3 in
+float64 numpy; this is float32 MLX (FFT included), which agrees to ~1e-4 after normalisation
+on speech (tested); the model's hidden states are compared on the same features.
 """
 
 from __future__ import annotations
@@ -29,39 +30,13 @@ from collections.abc import Sequence
 import mlx.core as mx
 import numpy as np
 
-FRAME_LENGTH = 400
-HOP_LENGTH = 160
-FFT_LENGTH = 512
-PREEMPHASIS = 0.97
-MEL_FLOOR = 1.192092955078125e-07
-INT16_SCALE = 32768.0
-NORM_EPS = 1e-7
+from mlx_speech.models.ssl.tables import (FFT_LENGTH, FRAME_LENGTH, HOP_LENGTH, INT16_SCALE,
+                                          MEL_FLOOR, NORM_EPS, PREEMPHASIS, fbank_batch_layout,
+                                          fbank_frames, kaldi_mel, kaldi_mel_filters,
+                                          povey_window)
 
-
-def kaldi_mel(freq: np.ndarray | float) -> np.ndarray:
-    """Hz -> Kaldi mel, ``1127 ln(1 + f / 700)``."""
-    return 1127.0 * np.log(1.0 + np.asarray(freq, dtype=np.float64) / 700.0)
-
-
-def kaldi_mel_filters(*, num_mel_bins: int = 80, sample_rate: int = 16000,
-                      fft_length: int = FFT_LENGTH, f_min: float = 20.0,
-                      f_max: float | None = None) -> np.ndarray:
-    """``(fft_length // 2 + 1, num_mel_bins)`` float64 triangles, built in the mel domain."""
-    f_max = sample_rate / 2 if f_max is None else f_max
-    n_bins = fft_length // 2 + 1
-    bin_mel = kaldi_mel(np.arange(n_bins) * (sample_rate / fft_length))
-    edges = np.linspace(kaldi_mel(f_min), kaldi_mel(f_max), num_mel_bins + 2)
-    left, center, right = edges[:-2], edges[1:-1], edges[2:]
-    rising = (bin_mel[:, None] - left) / (center - left)
-    falling = (right - bin_mel[:, None]) / (right - center)
-    return np.maximum(0.0, np.minimum(rising, falling))
-
-
-def povey_window(length: int = FRAME_LENGTH) -> np.ndarray:
-    """Kaldi's Povey window: the symmetric Hann window to the power 0.85 (float64)."""
-    n = np.arange(length)
-    hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / (length - 1))
-    return np.power(hann, 0.85)
+__all__ = ["FFT_LENGTH", "FRAME_LENGTH", "HOP_LENGTH", "INT16_SCALE", "KaldiFbank", "MEL_FLOOR",
+           "NORM_EPS", "PREEMPHASIS", "kaldi_mel", "kaldi_mel_filters", "povey_window"]
 
 
 class KaldiFbank:
@@ -76,7 +51,7 @@ class KaldiFbank:
 
     @staticmethod
     def num_frames(num_samples: int) -> int:
-        return 0 if num_samples < FRAME_LENGTH else 1 + (num_samples - FRAME_LENGTH) // HOP_LENGTH
+        return fbank_frames(num_samples)
 
     def log_mel(self, wav: mx.array) -> mx.array:
         """``(B, N)`` float waveform(s) in [-1, 1] -> ``(B, F, num_mel_bins)`` log-mel (float32)."""
@@ -114,13 +89,9 @@ class KaldiFbank:
         for row in rows:
             row = row if isinstance(row, mx.array) else mx.array(np.asarray(row, np.float32))
             feats.append(self.normalize(self.log_mel(row[None]))[0])
-        lengths = [f.shape[0] for f in feats]
-        padded_len = max(lengths) + max(lengths) % 2  # upstream pads to a multiple of 2 ...
-        total = padded_len - padded_len % self.stride  # ... then cuts to a multiple of stride
+        padded_len, total, mask = fbank_batch_layout([f.shape[0] for f in feats], self.stride)
         padded = mx.stack([mx.pad(f, [(0, padded_len - f.shape[0]), (0, 0)])[:total]
                            for f in feats])
-        mask = np.arange(total)[None, :] < np.array(lengths)[:, None]
         B = padded.shape[0]
         stacked = padded.reshape(B, total // self.stride, self.num_mel_bins * self.stride)
-        # upstream keeps the mask of frames with index % stride == 1
-        return stacked, mx.array(mask[:, 1::self.stride])
+        return stacked, mx.array(mask)

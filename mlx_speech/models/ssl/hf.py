@@ -1,4 +1,5 @@
-"""transformers SSL checkpoints (WavLM, HuBERT, wav2vec 2.0, w2v-BERT 2.0) <-> our MLX encoders.
+"""transformers SSL checkpoints (WavLM, HuBERT, wav2vec 2.0, w2v-BERT 2.0) <-> our encoders, the
+MLX ones and their torch_ref mirror (same keys; ``layout=`` picks the framework's conv layout).
 
 A local HF directory holds ``config.json`` and ``model.safetensors`` (or a sharded
 ``model.safetensors.index.json``, or ``pytorch_model.bin`` read with ``weights_only=True``), and
@@ -18,7 +19,8 @@ to float32. Both spellings are read: ``conv.weight_g`` / ``conv.weight_v`` (torc
 parametrization, which transformers 5 saves). The reverse map writes the parametrization form
 with ``g = ||weight||`` and ``v = weight``, which reproduces ``weight`` up to rounding.
 
-This module imports numpy only (mlx for bf16 safetensors, torch for ``.bin``, both lazily).
+This module imports numpy only (torch for ``.bin`` through the safe pickle loader, lazily), so
+:mod:`torch_ref.models.ssl.load` reads it too.
 """
 
 from __future__ import annotations
@@ -249,11 +251,15 @@ def _short(keys: list[str], n: int = 6) -> str:
     return ", ".join(keys[:n]) + more
 
 
-def hf_to_mlx_state(spec: Spec, state: dict[str, Any]) -> dict[str, np.ndarray]:
-    """An upstream state dict (torch tensors or numpy) -> our MLX keys and layouts (float32).
+def hf_to_state(spec: Spec, state: dict[str, Any], *, layout: str) -> dict[str, np.ndarray]:
+    """An upstream state dict (torch tensors or numpy) -> our keys (float32 numpy) in the
+    ``layout`` of one framework: ``"mlx"`` or ``"torch"`` (torch_ref; only the conv kinds
+    differ, see :mod:`mlx_speech.weights.layout`).
 
     Raises :class:`CheckpointError` naming missing, unexpected or dropped-but-required keys.
     """
+    if layout not in ("mlx", "torch"):
+        raise ValueError(f"layout must be 'mlx' or 'torch', got {layout!r}")
     arrays = {k: _as_numpy(v) for k, v in _strip_prefix(state, spec.model_type).items()}
     arrays = _fold_pos_conv(arrays)
     table = renames(spec)
@@ -265,36 +271,65 @@ def hf_to_mlx_state(spec: Spec, state: dict[str, Any]) -> dict[str, np.ndarray]:
                               f"missing {_short(missing)}; unexpected {_short(unexpected)}")
     out = {}
     for k, (ours, kind) in table.items():
+        w = arrays[k].astype(np.float32)
         try:
-            out[ours] = to_mlx(kind, arrays[k].astype(np.float32), k)
+            in_mlx = to_mlx(kind, w, k)  # also checks the rank the kind declares
         except ValueError as exc:
             raise CheckpointError(f"{k}: {exc}") from None
+        out[ours] = in_mlx if layout == "mlx" else np.ascontiguousarray(w)
     if len(out) != len(table):
         raise CheckpointError(f"rename list maps {len(table)} keys onto {len(out)} names")
     return out
 
 
-def mlx_to_hf_state(spec: Spec, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Our MLX arrays -> a transformers base-model state dict (numpy, torch layouts).
+def hf_to_mlx_state(spec: Spec, state: dict[str, Any]) -> dict[str, np.ndarray]:
+    """An upstream state dict -> our MLX keys and layouts (float32); see :func:`hf_to_state`."""
+    return hf_to_state(spec, state, layout="mlx")
+
+
+def hf_to_torch_state(spec: Spec, state: dict[str, Any]) -> dict[str, np.ndarray]:
+    """An upstream state dict -> our torch_ref keys and layouts (float32); see
+    :func:`hf_to_state`."""
+    return hf_to_state(spec, state, layout="torch")
+
+
+def state_to_hf(spec: Spec, arrays: dict[str, np.ndarray], *,
+                layout: str) -> dict[str, np.ndarray]:
+    """Our arrays (MLX or torch_ref ``layout``) -> a transformers base-model state dict (numpy,
+    torch layouts).
 
     The positional conv weight is written as a ``dim=2`` weight-norm parametrization
     (``original0 = g``, ``original1 = v``) unless the model uses HuBERT's batch-norm variant.
     """
+    if layout not in ("mlx", "torch"):
+        raise ValueError(f"layout must be 'mlx' or 'torch', got {layout!r}")
     table = renames(spec)
     inverse = {ours: (k, kind) for k, (ours, kind) in table.items()}
     missing = sorted(set(inverse) - set(arrays))
     extra = sorted(set(arrays) - set(inverse))
     if missing or extra:
-        raise CheckpointError(f"MLX arrays do not match the {spec.model_type} spec: "
+        raise CheckpointError(f"{layout} arrays do not match the {spec.model_type} spec: "
                               f"missing {_short(missing)}; unexpected {_short(extra)}")
-    out = {k: to_torch(kind, np.asarray(arrays[ours], np.float32), ours)
-           for ours, (k, kind) in inverse.items()}
+    out = {}
+    for ours, (k, kind) in inverse.items():
+        w = np.asarray(arrays[ours], np.float32)
+        out[k] = to_torch(kind, w, ours) if layout == "mlx" else np.ascontiguousarray(w)
     if isinstance(spec, Wav2Vec2Spec) and not spec.conv_pos_batch_norm:
         w = out.pop(f"{POS_CONV}.weight")
         g = np.sqrt(np.sum(w.astype(np.float64) ** 2, axis=(0, 1), keepdims=True))
         out[f"{POS_CONV}.parametrizations.weight.original0"] = g.astype(np.float32)
         out[f"{POS_CONV}.parametrizations.weight.original1"] = w
     return out
+
+
+def mlx_to_hf_state(spec: Spec, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Our MLX arrays -> a transformers base-model state dict; see :func:`state_to_hf`."""
+    return state_to_hf(spec, arrays, layout="mlx")
+
+
+def torch_to_hf_state(spec: Spec, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Our torch_ref arrays -> a transformers base-model state dict; see :func:`state_to_hf`."""
+    return state_to_hf(spec, arrays, layout="torch")
 
 
 # --- reading a local HF directory --------------------------------------------------------------

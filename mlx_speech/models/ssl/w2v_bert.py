@@ -36,7 +36,7 @@ Relative positions (``position_embeddings_type``), matching transformers:
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -48,27 +48,11 @@ from mlx_speech.models.ssl.attention import attend, merge_heads, split_heads
 from mlx_speech.models.ssl.base import SSLFeatures
 from mlx_speech.models.ssl.fbank import KaldiFbank
 from mlx_speech.models.ssl.frontend import FeatureProjection
+from mlx_speech.models.ssl.inputs import layer_adapters
 from mlx_speech.models.ssl.spec import W2VBertSpec
+from mlx_speech.models.ssl.tables import w2v_bert_positions
 
-
-def relative_sinusoids(length: int, dim: int) -> np.ndarray:
-    """``(2T-1, dim)`` float32 sinusoids of relative positions ``T-1, T-2, ..., -(T-1)``."""
-    pos = np.arange(length - 1, -length, -1).astype(np.float32)[:, None]
-    div = np.exp(np.arange(0, dim, 2).astype(np.float32) * np.float32(-(math.log(10000.0) / dim)))
-    angle = pos * div.astype(np.float32)
-    pe = np.zeros((2 * length - 1, dim), np.float32)
-    pe[:, 0::2] = np.sin(angle)
-    pe[:, 1::2] = np.cos(angle)
-    return pe
-
-
-def rotary_tables(length: int, head_dim: int, base: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(cos, sin)`` each ``(T, Dh)`` float32, rotate-half layout (frequencies repeated)."""
-    inv = (np.float32(1.0) / (np.float32(base) ** (np.arange(0, head_dim, 2).astype(np.float32)
-                                                   / np.float32(head_dim)))).astype(np.float32)
-    freqs = np.arange(length, dtype=np.float32)[:, None] * inv[None, :]
-    emb = np.concatenate([freqs, freqs], axis=-1)
-    return np.cos(emb).astype(np.float32), np.sin(emb).astype(np.float32)
+Adapter = Callable[[mx.array], mx.array]
 
 
 class W2VBertSelfAttention(nn.Module):
@@ -167,31 +151,27 @@ class W2VBertEncoder(nn.Module):
 
     def positions(self, length: int) -> dict:
         """Per-forward position tables shared by all layers (upstream's ``embed_positions``)."""
-        s, T = self._spec, length
-        kind = s.position_embeddings_type
-        if kind == "relative":
-            i, j = np.arange(T)[:, None], np.arange(T)[None, :]
-            return {"sinusoids": mx.array(relative_sinusoids(T, s.hidden_size)),
-                    "skew": mx.array((T - 1 - i + j).astype(np.int32))}
-        if kind == "relative_key":
-            d = np.arange(T)[None, :] - np.arange(T)[:, None]
-            d = np.clip(d, -s.left_max_position_embeddings, s.right_max_position_embeddings)
-            return {"distance": mx.array((d + s.left_max_position_embeddings).astype(np.int32))}
-        if kind == "rotary":
-            cos, sin = rotary_tables(T, s.hidden_size // s.num_attention_heads,
-                                     s.rotary_embedding_base)
-            return {"cos": mx.array(cos), "sin": mx.array(sin)}
-        return {}
+        s = self._spec
+        tables = w2v_bert_positions(
+            s.position_embeddings_type, length, hidden_size=s.hidden_size,
+            num_heads=s.num_attention_heads, left_max=s.left_max_position_embeddings,
+            right_max=s.right_max_position_embeddings, rotary_base=s.rotary_embedding_base)
+        return {k: mx.array(v) for k, v in tables.items()}
 
     def __call__(self, x: mx.array, *, key_mask: mx.array | None = None,
-                 upto: int | None = None) -> list[mx.array]:
+                 upto: int | None = None,
+                 adapters: Sequence[Adapter | None] | None = None) -> list[mx.array]:
+        """``x (B, F, D)`` -> ``[h0, ..., h_upto]``; ``adapters[i]`` (optional) runs in parallel
+        to layer ``i``: ``h_{i+1} = layer_i(h_i) + adapters[i](h_i)``."""
         if key_mask is not None:
             x = x * key_mask[..., None].astype(x.dtype)
         positions = self.positions(x.shape[1])
         states = [x]
         upto = len(self.layers) if upto is None else upto
-        for layer in self.layers[:upto]:
-            x = layer(x, positions, key_mask)
+        extra = layer_adapters(adapters, len(self.layers))
+        for layer, adapter in zip(self.layers[:upto], extra):
+            y = layer(x, positions, key_mask)
+            x = y if adapter is None else y + adapter(x)
             states.append(x)
         return states
 
@@ -227,8 +207,14 @@ class W2VBertModel(SSLFeatures, nn.Module):
         return {"input_features": feats, "mask": mask}
 
     def hidden_states(self, input_features: mx.array, *, mask: mx.array | None = None,
-                      upto: int | None = None) -> list[mx.array]:
-        """``input_features (B, F, 160)`` -> ``[h0, ..., h_upto]`` each ``(B, F, D)``."""
+                      upto: int | None = None,
+                      adapters: Sequence[Adapter | None] | None = None) -> list[mx.array]:
+        """``input_features (B, F, 160)`` -> ``[h0, ..., h_upto]`` each ``(B, F, D)``.
+
+        ``adapters``: up to ``num_layers`` callables (or None) run in parallel to the layers,
+        ``h_{i+1} = layer_i(h_i) + adapters[i](h_i)`` (see
+        :func:`mlx_speech.models.ssl.inputs.layer_adapters`).
+        """
         dim = self.spec.feature_projection_input_dim
         if input_features.ndim != 3 or input_features.shape[-1] != dim:
             raise ValueError(f"w2v-BERT expects input features (B, F, {dim}), "
@@ -236,7 +222,7 @@ class W2VBertModel(SSLFeatures, nn.Module):
         if mask is not None and bool(mx.all(mask).item()):
             mask = None  # nothing padded: skip the masking work
         x = self.feature_projection(input_features)
-        return self.encoder(x, key_mask=mask, upto=upto)
+        return self.encoder(x, key_mask=mask, upto=upto, adapters=adapters)
 
     def __call__(self, input_features: mx.array, mask: mx.array | None = None) -> mx.array:
         return self.hidden_states(input_features, mask=mask)[-1]

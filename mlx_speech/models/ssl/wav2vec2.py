@@ -38,7 +38,7 @@ upstream recommends not padding those checkpoints, and so do we.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -49,8 +49,11 @@ from mlx_speech.layers.norms import LayerNorm
 from mlx_speech.models.ssl.base import SSLFeatures
 from mlx_speech.models.ssl.frontend import (FeatureEncoder, FeatureProjection,
                                             PositionalConvEmbedding, activation)
-from mlx_speech.models.ssl.wavlm import WavLMAttention
+from mlx_speech.models.ssl.inputs import layer_adapters, normalize_waveform
 from mlx_speech.models.ssl.spec import Wav2Vec2Spec
+from mlx_speech.models.ssl.wavlm import WavLMAttention
+
+Adapter = Callable[[mx.array], mx.array]
 
 
 class EncoderLayer(nn.Module):
@@ -106,8 +109,14 @@ class Encoder(nn.Module):
         self.layers = [EncoderLayer(spec, index=i) for i in range(spec.num_hidden_layers)]
 
     def __call__(self, x: mx.array, *, key_mask: mx.array | None = None,
-                 upto: int | None = None) -> list[mx.array]:
-        """``x``: projected features ``(B, F, D)``; returns ``[h0, ..., h_upto]``."""
+                 upto: int | None = None,
+                 adapters: Sequence[Adapter | None] | None = None) -> list[mx.array]:
+        """``x``: projected features ``(B, F, D)``; returns ``[h0, ..., h_upto]``.
+
+        ``adapters[i]`` (optional) runs in parallel to layer ``i``:
+        ``h_{i+1} = layer_i(h_i) + adapters[i](h_i)``; WavLM's position bias is passed on
+        from layer to layer as without adapters.
+        """
         if key_mask is not None:
             x = x * key_mask[..., None].astype(x.dtype)
         x = x + self.pos_conv_embed(x)
@@ -116,8 +125,10 @@ class Encoder(nn.Module):
         states = [x]
         position_bias = None
         upto = len(self.layers) if upto is None else upto
-        for layer in self.layers[:upto]:
-            x, position_bias = layer(x, position_bias, key_mask)
+        extra = layer_adapters(adapters, len(self.layers))
+        for layer, adapter in zip(self.layers[:upto], extra):
+            y, position_bias = layer(x, position_bias, key_mask)
+            x = y if adapter is None else y + adapter(x)
             states.append(x)
         return states
 
@@ -153,9 +164,7 @@ class Wav2Vec2Model(SSLFeatures, nn.Module):
                              f"receptive field ({self.feature_extractor.receptive_field} samples "
                              f"at 16 kHz)")
         if self.spec.do_normalize:
-            # the wav2vec 2.0 feature extractor: per utterance, var + 1e-7, float32
-            wav = (wav - wav.mean(axis=1, keepdims=True)) / np.sqrt(
-                wav.var(axis=1, keepdims=True) + 1e-7)
+            wav = normalize_waveform(wav)  # the wav2vec 2.0 feature extractor's, per utterance
         return {"wav": mx.array(wav.astype(np.float32))}
 
     def frame_mask(self, lengths: Sequence[int] | mx.array, num_frames: int) -> mx.array:
@@ -164,17 +173,21 @@ class Wav2Vec2Model(SSLFeatures, nn.Module):
         return mx.array(np.arange(num_frames)[None, :] < n[:, None])
 
     def hidden_states(self, wav: mx.array, *, upto: int | None = None,
-                      lengths: Sequence[int] | mx.array | None = None) -> list[mx.array]:
+                      lengths: Sequence[int] | mx.array | None = None,
+                      adapters: Sequence[Adapter | None] | None = None) -> list[mx.array]:
         """``wav (B, T)`` -> ``[h0, ..., h_upto]`` each ``(B, F, D)`` (``upto`` None: all layers).
 
         ``lengths``: valid samples per row for right-padded batches (see the module docstring).
+        ``adapters``: up to ``num_layers`` callables (or None) run in parallel to the layers,
+        ``h_{i+1} = layer_i(h_i) + adapters[i](h_i)`` (see
+        :func:`mlx_speech.models.ssl.inputs.layer_adapters`).
         """
         if wav.ndim != 2:
             raise ValueError(f"{self.spec.model_type}: expected waveform (B, T), got {wav.shape}")
         feats = self.feature_extractor(wav)
         key_mask = None if lengths is None else self.frame_mask(lengths, feats.shape[1])
         x = self.feature_projection(feats)
-        return self.encoder(x, key_mask=key_mask, upto=upto)
+        return self.encoder(x, key_mask=key_mask, upto=upto, adapters=adapters)
 
     def final_norm(self, h_last: mx.array) -> mx.array:
         """``last_hidden_state`` from the last hidden state (pre-norm models add the final norm)."""

@@ -12,8 +12,9 @@ Upstream quirks this module matches (transformers ``modeling_wavlm``):
 * Buckets (T5-style, bidirectional): relative position ``key - query``; half the buckets for
   positive offsets; offsets below ``num_buckets / 4`` exact, larger ones log-spaced up to
   ``max_bucket_distance``. Upstream computes the log-spacing in float32 and truncates toward
-  zero; :func:`relative_position_buckets` does the same arithmetic in float32 numpy, so bucket
-  boundaries agree (a test checks every offset up to +-3000 against transformers).
+  zero; :func:`~mlx_speech.models.ssl.tables.relative_position_buckets` does the same
+  arithmetic in float32 numpy (framework-free, shared with torch_ref), so bucket boundaries
+  agree (a test checks every offset up to +-3000 against transformers).
 * The gate reads the attention *input* split into heads (``(B, H, T, Dh)``), projects each head
   with the shared ``gru_rel_pos_linear`` (``Dh -> 8``), sums the 8 outputs in two groups of 4,
   and with ``a, b = sigmoid(...)`` uses ``gate = a * (b * gru_rel_pos_const - 1) + 2``.
@@ -23,33 +24,13 @@ Upstream quirks this module matches (transformers ``modeling_wavlm``):
 
 from __future__ import annotations
 
-import math
-
 import mlx.core as mx
 import mlx.nn as nn
-import numpy as np
 
 from mlx_speech.models.ssl.attention import attend, merge_heads, split_heads
+from mlx_speech.models.ssl.tables import relative_position_buckets
 
-
-def relative_position_buckets(query_length: int, key_length: int, *, num_buckets: int,
-                              max_distance: int) -> np.ndarray:
-    """``(T, S)`` int32 bucket of ``key - query`` for every pair (WavLM / T5 bidirectional)."""
-    rel = np.arange(key_length)[None, :] - np.arange(query_length)[:, None]
-    half = num_buckets // 2
-    buckets = (rel > 0).astype(np.int64) * half
-    dist = np.abs(rel)
-    max_exact = half // 2
-    with np.errstate(divide="ignore"):
-        # float32 throughout, as upstream (the python-float divisor rounds to float32 there)
-        large = np.log(dist.astype(np.float32) / np.float32(max_exact))
-        large = large / np.float32(math.log(max_distance / max_exact))
-        large = large * np.float32(half - max_exact)
-        large = np.float32(max_exact) + large
-    large = np.where(dist < max_exact, 0, large)  # keep the unused -inf out of the cast
-    large = np.minimum(large.astype(np.int64), half - 1)
-    buckets += np.where(dist < max_exact, dist, large)
-    return buckets.astype(np.int32)
+__all__ = ["WavLMAttention", "relative_position_buckets"]
 
 
 class WavLMAttention(nn.Module):
