@@ -314,6 +314,27 @@ def synth(text: str | None, text_file: Path | None, output: Path, voice: str, we
            "voice": syn.voice_dir.name, "vocoder": vocoder, "elapsed_s": round(elapsed, 3)}, as_json)
 
 
+@cli.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--output", "-o", "dst", type=click.Path(path_type=Path), required=True,
+              help="Restored audio file (.wav / .flac / .ogg), at the restorer's sample rate.")
+@click.option("--weights", type=click.Path(path_type=Path), required=True,
+              help="Miipher-2 restorer: a miipher2 .safetensors file (e.g. a training run's "
+                   "miipher2.safetensors); none is bundled.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def restore(src: Path, dst: Path, weights: Path, no_progress: bool, as_json: bool) -> None:
+    """Restore degraded speech in SRC (noise, reverb, band limits, codecs) with Miipher-2.
+
+    Any length and input rate: the file is streamed in overlapping windows that are
+    cross-faded, so memory stays flat.
+    """
+    from mlx_speech.pipelines.restore import restore_file  # noqa: PLC0415
+
+    _emit(restore_file(src, dst, weights=weights, progress=not (no_progress or as_json),
+                       notice=_notice), as_json)
+
+
 @cli.group(cls=_Group, name="codec")
 def codec_group() -> None:
     """Neural audio codecs (mimi, mimi9, dac, bsq-vit, ...): audio <-> codes files."""
