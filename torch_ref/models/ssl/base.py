@@ -24,7 +24,8 @@ __all__ = ["SSLFeatures", "as_waveform_batch", "resolve_layers"]
 
 
 def as_waveform_batch(wav: Any, sample_rate: int) -> np.ndarray:
-    """``(T,)`` / ``(B, T)`` numpy or torch audio at ``sample_rate`` -> float32 ``(B, T)``, 16 kHz."""
+    """``(T,)`` / ``(B, T)`` numpy or torch audio at ``sample_rate`` -> float32 ``(B, T)`` at
+    16 kHz."""
     if isinstance(wav, torch.Tensor):
         wav = wav.detach().to("cpu", torch.float32).numpy()
     return waveform_batch(wav, sample_rate)
