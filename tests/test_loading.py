@@ -87,6 +87,19 @@ def test_hf_wavlm_folder(tmp_path):
         ref = up(torch.from_numpy(wav)).last_hidden_state
     compare(model.features(mx.array(wav), layers=[-1], sample_rate=16000)[0], ref, atol=1e-4,
             name="wavlm via load")
+    twin = torch_ref.load(tmp_path)  # torch_ref/models/ssl mirrors the encoders
+    assert type(twin).__name__ == type(model).__name__ == "Wav2Vec2Model"
+    with torch.no_grad():
+        compare(twin(torch.from_numpy(wav)), ref, atol=1e-5, name="wavlm via torch_ref.load")
+
+
+def test_format_without_torch_twin(tmp_path, monkeypatch):
+    """A format registered without a torch loader is refused by torch_ref.load in one line."""
+    import torch_ref.loading
+    from mlx_speech.registry import Format
+
+    fmt = Format("mlx-only folder", detect="x:y", mlx="x:y")
+    monkeypatch.setattr(torch_ref.loading, "find", lambda path, family=None: ("format", fmt))
     with pytest.raises(CheckpointError, match="no torch_ref twin"):
         torch_ref.load(tmp_path)
 

@@ -12,7 +12,7 @@ waveform, layer index or adapter list gives the same one-line error in either fr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -69,7 +69,7 @@ def normalize_waveform(wav: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def layer_adapters(adapters: Sequence[Callable[[Any], Any] | None] | None,
+def layer_adapters(adapters: Iterable[Callable[[Any], Any] | None] | None,
                    num_layers: int) -> list[Callable[[Any], Any] | None]:
     """``adapters`` -> exactly ``num_layers`` entries (None = no adapter beside that layer).
 
@@ -79,9 +79,13 @@ def layer_adapters(adapters: Sequence[Callable[[Any], Any] | None] | None,
     """
     if adapters is None:
         return [None] * num_layers
-    if isinstance(adapters, (str, bytes)) or not isinstance(adapters, Sequence):
+    try:  # a list, a tuple, a torch nn.ModuleList (not a collections.abc.Sequence) ...
+        if isinstance(adapters, (str, bytes, dict)):
+            raise TypeError
+        adapters = list(adapters)
+    except TypeError:
         raise TypeError(f"SSL hidden_states: adapters must be a sequence of callables or None, "
-                        f"got {type(adapters).__name__}")
+                        f"got {type(adapters).__name__}") from None
     if len(adapters) > num_layers:
         raise ValueError(f"SSL hidden_states: {len(adapters)} adapters for {num_layers} layers")
     for i, a in enumerate(adapters):

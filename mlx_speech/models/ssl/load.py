@@ -8,9 +8,12 @@ Typical use (weights from a local transformers directory; no hub access)::
 
 ``features`` accepts ``(T,)`` or ``(B, T)`` audio at any supported rate (resampled to 16 kHz)
 and returns hidden states ``(B, F, D)``: index 0 is the input of the first layer, ``i`` the
-output of layer ``i`` (transformers' ``output_hidden_states`` order). The torch side of these
-models is transformers itself (see :mod:`mlx_speech.models.ssl.hf` for the maps in both directions), so
-they have no torch_ref mirror and no entry in :mod:`mlx_speech.registry`.
+output of layer ``i`` (transformers' ``output_hidden_states`` order). ``hidden_states(...,
+adapters=[...])`` runs callables in parallel to the layers (``h_{i+1} = layer_i(h_i) +
+adapters[i](h_i)``). :mod:`torch_ref.models.ssl.load` is the torch twin with the same API and
+keys; both read transformers folders through :mod:`mlx_speech.models.ssl.hf` (maps in both
+directions). The family registers the folder format only, no tagged model (see
+:mod:`mlx_speech.models.ssl`).
 """
 
 from __future__ import annotations

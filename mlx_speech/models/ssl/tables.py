@@ -123,7 +123,8 @@ def povey_window(length: int = FRAME_LENGTH) -> np.ndarray:
 
 
 def fbank_frames(num_samples: int) -> int:
-    """Fbank frames for ``num_samples`` 16 kHz samples (400-sample windows every 160, no centring)."""
+    """Fbank frames for ``num_samples`` 16 kHz samples (400-sample windows every 160, not
+    centred)."""
     return 0 if num_samples < FRAME_LENGTH else 1 + (num_samples - FRAME_LENGTH) // HOP_LENGTH
 
 
