@@ -26,3 +26,7 @@ class CheckpointError(UserError, ValueError):
 
 class CodesError(UserError, ValueError):
     """Codes that are out of range, of the wrong shape, or from another model."""
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional package a command needs is not installed; the message names what to install."""

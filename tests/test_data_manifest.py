@@ -30,6 +30,16 @@ def test_manifest_round_trip_with_timings(tmp_path):
     assert back == items
 
 
+def test_manifest_degraded_copy_is_resolved_like_path(tmp_path):
+    items = [Item(path=str(tmp_path / "clean" / "a.wav"), degraded=str(tmp_path / "noisy" / "a.wav"))]
+    m = write_manifest(tmp_path / "manifest.jsonl", items)
+    assert json.loads(m.read_text().splitlines()[0])["degraded"] == "noisy/a.wav"
+    assert read_manifest(m) == items
+    (tmp_path / "bad.jsonl").write_text('{"path": "a.wav", "degraded": 1}\n')
+    with pytest.raises(DataError, match="'degraded' must be a string"):
+        read_manifest(tmp_path / "bad.jsonl")
+
+
 @pytest.mark.parametrize("line, needle", [
     ('{"text": "x"}', "'path' (a non-empty string) is required"),
     ('{"path": "a.wav", "txt": "x"}', "unknown key 'txt'"),

@@ -10,7 +10,9 @@ absolute; every other key optional)::
      "phones": [["pau", 0.0, 0.12], ["hh", 0.12, 0.19], ...],
      "words": [["Hello", 0.12, 0.48], ...]}
 
-Timings are ``[label, start_s, end_s]`` triples. Problems name the file and line.
+Timings are ``[label, start_s, end_s]`` triples. ``degraded`` (optional, resolved like
+``path``) names a degraded copy of the utterance, for restoration evaluation on fixed pairs.
+Problems name the file and line.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from mlx_speech.errors import UserError
 from mlx_speech.utils.atomic import atomic_write_text
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
-_KNOWN_KEYS = {"path", "text", "lang", "speaker", "duration", "sample_rate", "phones", "words"}
+_KNOWN_KEYS = {"path", "text", "lang", "speaker", "duration", "sample_rate", "phones", "words",
+               "degraded"}
 
 
 class DataError(UserError, ValueError):
@@ -51,23 +54,30 @@ class Item:
     sample_rate: int | None = None
     phones: tuple[Timing, ...] | None = None
     words: tuple[Timing, ...] | None = None
+    degraded: str | None = None  # absolute, like path
 
     def to_json(self, root: Path | None = None) -> dict[str, Any]:
         """The manifest line (``path`` relative to ``root`` when it lies below it)."""
-        path = self.path
-        if root is not None:
-            try:
-                path = Path(self.path).resolve().relative_to(root.resolve()).as_posix()
-            except ValueError:
-                pass
-        out: dict[str, Any] = {"path": path, "text": self.text}
+        out: dict[str, Any] = {"path": _relative(self.path, root), "text": self.text}
         for key in ("lang", "speaker", "duration", "sample_rate"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         for key in ("phones", "words"):
             if getattr(self, key) is not None:
                 out[key] = [[lab, round(s, 5), round(e, 5)] for lab, s, e in getattr(self, key)]
+        if self.degraded is not None:
+            out["degraded"] = _relative(self.degraded, root)
         return out
+
+
+def _relative(path: str, root: Path | None) -> str:
+    """``path`` relative to ``root`` when it lies below it, else as given."""
+    if root is not None:
+        try:
+            return Path(path).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return path
 
 
 def _timings(value: Any, where: str) -> tuple[Timing, ...]:
@@ -91,7 +101,7 @@ def _item_from_json(obj: Any, root: Path, where: str) -> Item:
         raise DataError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(_KNOWN_KEYS))}")
     if not isinstance(obj.get("path"), str) or not obj["path"]:
         raise DataError(f"{where}: 'path' (a non-empty string) is required")
-    for key in ("text", "lang", "speaker"):
+    for key in ("text", "lang", "speaker", "degraded"):
         if key in obj and obj[key] is not None and not isinstance(obj[key], str):
             raise DataError(f"{where}: {key!r} must be a string, got {obj[key]!r}")
     duration = obj.get("duration")
@@ -99,11 +109,15 @@ def _item_from_json(obj: Any, root: Path, where: str) -> Item:
         raise DataError(f"{where}: 'duration' must be a positive number, got {duration!r}")
     path = Path(obj["path"])
     path = path if path.is_absolute() else root / path
+    degraded = Path(obj["degraded"]) if obj.get("degraded") else None
+    if degraded is not None and not degraded.is_absolute():
+        degraded = root / degraded
     return Item(
         path=str(path), text=obj.get("text") or "", lang=obj.get("lang"), speaker=obj.get("speaker"),
         duration=None if duration is None else float(duration), sample_rate=obj.get("sample_rate"),
         phones=_timings(obj["phones"], f"{where}.phones") if obj.get("phones") is not None else None,
         words=_timings(obj["words"], f"{where}.words") if obj.get("words") is not None else None,
+        degraded=None if degraded is None else str(degraded),
     )
 
 

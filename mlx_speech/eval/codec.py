@@ -155,13 +155,15 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
 
 
-def emit(report: dict[str, Any], json_out: Path | None) -> None:
-    """Print the table and the JSON report; also write the JSON (atomically) when asked."""
+def emit(report: dict[str, Any], json_out: Path | None,
+         table: Callable[[dict[str, Any]], str] = format_table) -> None:
+    """Print ``table(report)`` (the codec table by default) and the JSON report; also write
+    the JSON (atomically) when asked."""
     import click  # noqa: PLC0415
 
     from mlx_speech.utils.atomic import atomic_write_text  # noqa: PLC0415
 
-    click.echo(format_table(report))
+    click.echo(table(report))
     text = json.dumps(report, indent=2)
     click.echo(text)
     if json_out is not None:
