@@ -203,3 +203,52 @@ def feature_matching_loss(real_features: Sequence[Sequence[mx.array]],
         for r, f in zip(rs, fs):
             total = total + mx.abs(mx.stop_gradient(r).astype(mx.float32) - f.astype(mx.float32)).mean()
     return total
+
+
+def _stft_magnitude(x: mx.array, n_fft: int, hop: int, win: int) -> mx.array:
+    from mlx_speech.audio.spectral import stft  # noqa: PLC0415
+
+    s = stft(x, n_fft=n_fft, hop_length=hop, win_length=win)
+    return mx.sqrt(mx.maximum(mx.real(s) ** 2 + mx.imag(s) ** 2, 1e-7))
+
+
+def multi_resolution_stft_loss(pred_wav: mx.array, target_wav: mx.array,
+                               resolutions: Sequence[Sequence[int]]) -> tuple[mx.array, mx.array]:
+    """``(spectral convergence, log-magnitude L1)``, each averaged over the ``[n_fft, hop,
+    win]`` resolutions (Yamamoto et al. 2020). Spectral convergence is taken per row
+    (``||T - P||_F / ||T||_F``) and averaged over rows, so the loss is a mean over rows.
+    Magnitudes are floored at ``sqrt(1e-7)`` so the gradient of silence stays finite."""
+    _check_pair(pred_wav, target_wav, "multi_resolution_stft_loss")
+    if not resolutions:
+        raise SpecError("multi_resolution_stft_loss: no resolutions")
+    sc = mx.array(0.0)
+    mag = mx.array(0.0)
+    for n_fft, hop, win in resolutions:
+        p = _stft_magnitude(pred_wav.astype(mx.float32), n_fft, hop, win)
+        t = mx.stop_gradient(_stft_magnitude(target_wav.astype(mx.float32), n_fft, hop, win))
+        num = mx.sqrt(mx.maximum(mx.square(t - p).sum(axis=(1, 2)), 1e-12))
+        den = mx.sqrt(mx.square(t).sum(axis=(1, 2)))
+        sc = sc + (num / den).mean()
+        mag = mag + mx.abs(mx.log(t) - mx.log(p)).mean()
+    n = len(resolutions)
+    return sc / n, mag / n
+
+
+def normalised_feature_loss(pred: mx.array, target: mx.array, mask: mx.array
+                            ) -> dict[str, mx.array]:
+    """Miipher-2's feature loss terms, each relative to the size of the target, per row over
+    the frames where ``mask (B, F)`` is 1, then averaged over rows: ``l1 = sum|d| / sum|t|``,
+    ``l2 = sum d^2 / sum t^2`` and spectral convergence ``sc = sqrt(l2)`` (floored at 1e-6, so
+    a perfect row keeps a finite gradient) with ``d = pred - target``. Without the division the terms' scales follow the backbone layer's activation
+    size (Open-Miipher-2's finding), and a sum of them trains one term only."""
+    if pred.shape != target.shape or pred.ndim != 3 or mask.shape != pred.shape[:2]:
+        raise AudioError(f"normalised_feature_loss: shapes {pred.shape}, {target.shape}, mask "
+                         f"{mask.shape} do not match (B, F, D) / (B, F)")
+    m = mask.astype(mx.float32)[..., None]
+    t = mx.stop_gradient(target.astype(mx.float32))
+    d = (pred.astype(mx.float32) - t) * m
+    t = t * m
+    sq = mx.square(d).sum(axis=(1, 2))
+    tsq = mx.maximum(mx.square(t).sum(axis=(1, 2)), 1e-12)
+    l1 = mx.abs(d).sum(axis=(1, 2)) / mx.maximum(mx.abs(t).sum(axis=(1, 2)), 1e-12)
+    return {"l1": l1.mean(), "l2": (sq / tsq).mean(), "sc": mx.sqrt(mx.maximum(sq / tsq, 1e-12)).mean()}

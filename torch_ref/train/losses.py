@@ -167,3 +167,46 @@ def feature_matching_loss(real_features: Sequence[Sequence[torch.Tensor]],
     if total is None:  # exclude_last with one map per sub-discriminator: nothing to match
         total = fake_features[0][0].new_zeros((), dtype=torch.float32)
     return total
+
+
+def _stft_magnitude(x: torch.Tensor, n_fft: int, hop: int, win: int) -> torch.Tensor:
+    from torch_ref.audio.spectral import stft  # noqa: PLC0415
+
+    s = stft(x, n_fft=n_fft, hop_length=hop, win_length=win)
+    return torch.sqrt(torch.clamp(s.real ** 2 + s.imag ** 2, min=1e-7))
+
+
+def multi_resolution_stft_loss(pred_wav: torch.Tensor, target_wav: torch.Tensor,
+                               resolutions: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mirror of ``mlx_speech.train.losses.multi_resolution_stft_loss``."""
+    _check_pair(pred_wav, target_wav, "multi_resolution_stft_loss")
+    if not resolutions:
+        raise SpecError("multi_resolution_stft_loss: no resolutions")
+    sc = pred_wav.new_zeros((), dtype=torch.float32)
+    mag = pred_wav.new_zeros((), dtype=torch.float32)
+    for n_fft, hop, win in resolutions:
+        p = _stft_magnitude(pred_wav.float(), n_fft, hop, win)
+        t = _stft_magnitude(target_wav.float(), n_fft, hop, win).detach()
+        num = torch.sqrt(torch.clamp((t - p).square().sum(dim=(1, 2)), min=1e-12))
+        den = torch.sqrt(t.square().sum(dim=(1, 2)))
+        sc = sc + (num / den).mean()
+        mag = mag + (torch.log(t) - torch.log(p)).abs().mean()
+    n = len(resolutions)
+    return sc / n, mag / n
+
+
+def normalised_feature_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+                            ) -> dict[str, torch.Tensor]:
+    """Mirror of ``mlx_speech.train.losses.normalised_feature_loss``."""
+    if pred.shape != target.shape or pred.ndim != 3 or mask.shape != pred.shape[:2]:
+        raise AudioError(f"normalised_feature_loss: shapes {tuple(pred.shape)}, "
+                         f"{tuple(target.shape)}, mask {tuple(mask.shape)} do not match "
+                         f"(B, F, D) / (B, F)")
+    m = mask.float()[..., None]
+    t = target.float().detach()
+    d = (pred.float() - t) * m
+    t = t * m
+    sq = d.square().sum(dim=(1, 2))
+    tsq = torch.clamp(t.square().sum(dim=(1, 2)), min=1e-12)
+    l1 = d.abs().sum(dim=(1, 2)) / torch.clamp(t.abs().sum(dim=(1, 2)), min=1e-12)
+    return {"l1": l1.mean(), "l2": (sq / tsq).mean(), "sc": torch.sqrt(torch.clamp(sq / tsq, min=1e-12)).mean()}
