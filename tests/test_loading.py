@@ -179,7 +179,7 @@ def test_codec_cli_mimi9_round_trip(sources, tmp_path):  # noqa: F811
 def test_eval_commands_come_from_the_registry():
     from mlx_speech.registry import evals
 
-    assert set(evals()) == {"bsq_vit", "dac", "mimi9", "tts"}
+    assert set(evals()) == {"bsq_vit", "dac", "mimi9", "restore", "tts"}
     res = CliRunner().invoke(cli, ["eval", "--help"])
     assert res.exit_code == 0 and all(n in res.output for n in ("dac", "mimi9", "tts"))
     res = CliRunner().invoke(cli, ["eval", "dac0"])

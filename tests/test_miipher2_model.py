@@ -14,8 +14,7 @@ from mlx.utils import tree_flatten
 import mlx_speech
 from mlx_speech.audio.synth import speechlike
 from mlx_speech.errors import AudioError, CheckpointError, SpecError
-from mlx_speech.models.miipher2.load import with_backbone
-from mlx_speech.models.miipher2.model import Miipher2Model, linear_upsample_plan
+from mlx_speech.models.miipher2.model import Miipher2Model, linear_upsample_plan, with_backbone
 from mlx_speech.models.miipher2.spec import Miipher2Spec
 from mlx_speech.models.ssl.spec import Wav2Vec2Spec
 from mlx_speech.weights.mlx import save_mlx_model

@@ -231,7 +231,7 @@ def evaluate(weights: str | Path, manifest: str | Path, *, max_items: int | None
     if degrade is not None or any(not it.degraded for it in items):
         from mlx_speech.data.degrade import DegradeSpec  # noqa: PLC0415
 
-        degrade_spec = (DegradeSpec.preset("default") if degrade is None
+        degrade_spec = (DegradeSpec.from_preset("default") if degrade is None
                         else DegradeSpec.from_yaml(degrade))
 
     import mlx_speech  # noqa: PLC0415

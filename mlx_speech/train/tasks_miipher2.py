@@ -26,7 +26,7 @@ from pathlib import Path
 import mlx.core as mx
 import mlx.nn as nn
 
-from mlx_speech.models.miipher2.model import Miipher2Model, mark_static
+from mlx_speech.models.miipher2.model import Miipher2Model, mark_static, with_backbone
 from mlx_speech.train.discriminators import HiFiGANDiscriminator
 from mlx_speech.train.losses import (feature_matching_loss, lsgan_discriminator_loss,
                                      lsgan_generator_loss, mel_l1_loss, multi_resolution_stft_loss,
@@ -40,7 +40,6 @@ def build_restorer(task: AdapterTaskBase | VocoderTaskBase) -> Miipher2Model:
     """The model of a run: from ``init``, ``backbone_path`` or at random (see the docstring)."""
     import mlx_speech  # noqa: PLC0415
     from mlx_speech.errors import CheckpointError  # noqa: PLC0415
-    from mlx_speech.models.miipher2.load import with_backbone  # noqa: PLC0415
     from mlx_speech.weights.core import flatten_tree  # noqa: PLC0415
 
     s = task.spec

@@ -7,7 +7,9 @@ backbone included, and :func:`mlx_speech.load` / ``torch_ref.load`` read them by
 
 :func:`read_backbone` is framework-free (both loaders use it): the folder's config must be the
 spec's backbone (every architecture field equal; the folder may have more layers than
-``layer``, which are dropped) and its state is renamed to our keys in either layout.
+``layer``, which are dropped) and its state is renamed to our keys in either layout;
+``mlx_speech.models.miipher2.model.with_backbone`` (MLX) and ``torch_ref.models.miipher2.model.with_backbone``
+copy it in.
 """
 
 from __future__ import annotations
@@ -62,16 +64,3 @@ def read_backbone(path: str | Path, spec: Miipher2Spec, *,
         if m is None or int(m.group(1)) < spec.layer:
             keep[k] = v
     return keep
-
-
-def with_backbone(model: Any, path: str | Path) -> Any:
-    """Load the transformers folder ``path`` into the MLX ``model.backbone`` in place."""
-    from mlx_speech.weights.core import flatten_tree  # noqa: PLC0415
-    from mlx_speech.weights.mlx import load_arrays  # noqa: PLC0415
-    from mlx_speech.weights.strict import check_state  # noqa: PLC0415
-
-    arrays = read_backbone(path, model.spec, layout="mlx")
-    check_state(arrays, flatten_tree(model.backbone.parameters()), where=str(path),
-                what="the Miipher-2 backbone")
-    load_arrays(model.backbone, arrays)
-    return model

@@ -27,6 +27,7 @@ Public calls, waveforms ``(B, S)`` float32 at 16 kHz in, ``(B, F * hop_length)``
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
@@ -167,3 +168,19 @@ class Miipher2Model(Streaming, nn.Module):
         if self._stream is None or self._stream.done:
             self._stream = RestoreStream(self._plan, self._run_window)
         return self._stream.push(wav16, final=final)
+
+
+def with_backbone(model: Miipher2Model, path: str | Path) -> Miipher2Model:
+    """Load the transformers folder ``path`` into ``model.backbone`` in place (checked against
+    the spec's backbone by :func:`~mlx_speech.models.miipher2.load.read_backbone`)."""
+    from mlx_speech.models.miipher2.load import read_backbone  # noqa: PLC0415
+    from mlx_speech.weights.core import flatten_tree  # noqa: PLC0415
+    from mlx_speech.weights.mlx import load_arrays  # noqa: PLC0415
+    from mlx_speech.weights.strict import check_state  # noqa: PLC0415
+
+    arrays = read_backbone(path, model.spec, layout="mlx")
+    check_state(arrays, flatten_tree(model.backbone.parameters()), where=str(path),
+                what="the Miipher-2 backbone")
+    load_arrays(model.backbone, arrays)
+    mark_static(model.backbone)
+    return model
