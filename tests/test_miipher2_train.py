@@ -153,7 +153,7 @@ def test_recipe_and_init_errors(manifest, tmp_path):
         make_trainer(recipe(manifest, tmp_path / "x", model={"degrade": {"noise_probb": 1.0}}),
                      "mlx")
     with pytest.raises(SpecError, match="not both"):
-        make_trainer(recipe(manifest, tmp_path / "x", model={"init": "a", "backbone_path": "b"}),
+        make_trainer(recipe(manifest, tmp_path / "x", model={"init": "a", "restorer": {"backbone_path": "b"}}),
                      "mlx")
     with pytest.raises(SpecError, match="mel_preset"):
         make_trainer(recipe(manifest, tmp_path / "x", "miipher2_vocoder",
@@ -169,3 +169,32 @@ def test_recipe_and_init_errors(manifest, tmp_path):
         "restorer": {"adapter_bottleneck": 8}})
     with pytest.raises(CheckpointError, match="spec differs"):
         make_trainer(other, "mlx").run()
+
+
+@pytest.mark.upstream
+@pytest.mark.parametrize("backend", ["mlx", "torch"])
+def test_backbone_from_a_transformers_folder(manifest, tmp_path, backend):
+    """``restorer.backbone_path``: the run's backbone is the folder's (layers past L dropped)
+    and stays so; the export holds it."""
+    transformers = pytest.importorskip("transformers")
+    from mlx_speech.models.miipher2.load import backbone_config_for, read_backbone
+    from mlx_speech.models.miipher2.spec import Miipher2Spec
+    from mlx_speech.weights.core import flatten_tree
+
+    torch.manual_seed(0)
+    cfg = transformers.WavLMConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                                   intermediate_size=64, conv_dim=[32] * 7,
+                                   num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    transformers.WavLMModel(cfg).save_pretrained(tmp_path / "wavlm")
+    voc = {**Miipher2Spec.from_preset("tiny").vocoder}
+    restorer = {"backbone": backbone_config_for(tmp_path / "wavlm"),
+                "backbone_path": str(tmp_path / "wavlm"), "layer": 2, "vocoder": voc}
+    tr = make_trainer(recipe(manifest, tmp_path / "run", model={"restorer": restorer}), backend)
+    tr.run()
+    got = {k: np.array(v) for k, v in
+           flatten_tree(mlx_speech.load(tmp_path / "run" / "miipher2.safetensors")
+                        .backbone.parameters()).items()}
+    want = read_backbone(tmp_path / "wavlm", Miipher2Spec.from_preset("tiny").replace(**restorer))
+    assert set(got) == set(want) and not any(k.startswith("encoder.layers.2.") for k in got)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], atol=1e-7, err_msg=k)

@@ -4,7 +4,7 @@ and 3). Mirrored in ``torch_ref.train.tasks_miipher2``; inputs from
 :mod:`mlx_speech.models.miipher2.train_spec`.
 
 The model starts from ``init`` (a miipher2 file: every weight, backbone included), else from
-``backbone_path`` (a transformers folder, into the backbone), else at random (the seeded
+the spec's ``backbone_path`` (a transformers folder, into the backbone), else at random (the seeded
 stand-in backbone). The parts a stage does not train are frozen and declared static, so the
 trainer compiles the step. After every checkpoint the restorer (EMA weights when EMA runs) is
 exported as ``<out_dir>/miipher2.safetensors``, the ``init`` of the next stage and what
@@ -46,12 +46,12 @@ def build_restorer(task: AdapterTaskBase | VocoderTaskBase) -> Miipher2Model:
     model = Miipher2Model(task.restorer)
     if s.init is not None:
         src = mlx_speech.load(s.init, family="miipher2")
-        if src.spec != task.restorer:
+        if src.spec.replace(backbone_path=None) != task.restorer.replace(backbone_path=None):
             raise CheckpointError(f"model.init {s.init}: its Miipher-2 spec differs from the "
                                   f"recipe's")
         model.load_weights(list(flatten_tree(src.parameters()).items()), strict=True)
-    elif s.backbone_path is not None:
-        with_backbone(model, s.backbone_path)
+    elif task.restorer.backbone_path is not None:
+        with_backbone(model, task.restorer.backbone_path)
     return model
 
 

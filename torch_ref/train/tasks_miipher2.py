@@ -27,12 +27,12 @@ def build_restorer(task: AdapterTaskBase | VocoderTaskBase) -> Miipher2Model:
         import torch_ref  # noqa: PLC0415
 
         src = torch_ref.load(s.init, family="miipher2")
-        if src.spec != task.restorer:
+        if src.spec.replace(backbone_path=None) != task.restorer.replace(backbone_path=None):
             raise CheckpointError(f"model.init {s.init}: its Miipher-2 spec differs from the "
                                   f"recipe's")
         model.load_state_dict(src.state_dict(), strict=True)
-    elif s.backbone_path is not None:
-        with_backbone(model, s.backbone_path)
+    elif task.restorer.backbone_path is not None:
+        with_backbone(model, task.restorer.backbone_path)
     return model
 
 

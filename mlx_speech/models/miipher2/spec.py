@@ -5,8 +5,11 @@ and ``torch_ref.models.miipher2.model``).
 Miipher-2 (Karita et al. 2025) runs Google's USM, frozen, to layer 13 of 32, adapts it with a
 parallel adapter beside every layer and vocodes the adapted features. USM is not public; the
 open stand-ins here are w2v-BERT 2.0 (layer 8, as Sidon), HuBERT (layer 9, as Open-Miipher-2's
-mHuBERT-147) and WavLM. Their weights come from a local transformers folder (``backbone_path``
-of a training recipe); this spec only holds the architecture.
+mHuBERT-147) and WavLM. The spec names the backbone's family and architecture (``backbone``:
+its transformers ``config.json`` fields, ``model_type`` the family), the local transformers
+folder its pretrained weights come from (``backbone_path``; None: randomly initialised) and L
+(``layer``). The path is read when a training run builds the model from scratch; a Miipher-2
+file holds every weight, the backbone's included, and never reads it again.
 
 Shapes, for ``wav (B, S)`` at 16 kHz (the backbones' rate):
 
@@ -70,6 +73,7 @@ class Miipher2Spec(Spec):
     """See the module docstring."""
 
     backbone: dict[str, Any] = _field(lambda: w2v_bert_2_0().to_dict())
+    backbone_path: str | None = None
     layer: int = 8
     adapter_bottleneck: int = 1024
     adapter_activation: str = "gelu"

@@ -9,8 +9,8 @@ which Open-Miipher-2 found made the sum untrainable)::
 
     model:
       variant: w2v_bert_l8        # Miipher2Spec preset (or null: all fields in ``restorer``)
-      restorer: {}                # Miipher2Spec fields replacing the preset's
-      backbone_path: ~/models/w2v-bert-2.0   # transformers folder; null = random backbone
+      restorer:                   # Miipher2Spec fields replacing the preset's, e.g.
+        backbone_path: ~/models/w2v-bert-2.0   # transformers folder; null = random backbone
       init: null                  # a miipher2 file to start from (stages 2 and 3)
       degrade: {...}
       segment_seconds: 3.0
@@ -21,7 +21,7 @@ and a multi-resolution STFT loss). Stage 3, the same task with ``features: resto
 ``init`` = the stage-2 export: the vocoder is fine-tuned on the adapted features of degraded
 speech, so it learns to voice what the adapters actually produce.
 
-``backbone_path: null`` builds a randomly initialised backbone (seeded by the run): a frozen
+``restorer.backbone_path: null`` builds a randomly initialised backbone (seeded by the run): a frozen
 random encoder still carries the signal, but it is a stand-in, and runs that use it say so.
 """
 
@@ -47,7 +47,6 @@ def _field(factory: Any) -> Any:
 class _Miipher2Run(Spec):
     variant: str | None = "w2v_bert_l8"
     restorer: dict[str, Any] | None = _field(dict)
-    backbone_path: str | None = None
     init: str | None = None
     degrade: DegradeSpec = _field(DegradeSpec)
 
@@ -61,9 +60,10 @@ class _Miipher2Run(Spec):
 
     def validate(self) -> None:
         w = type(self).__name__
-        self.restorer_spec()
-        require(self.init is None or self.backbone_path is None, w,
-                "give init (a miipher2 file, backbone included) or backbone_path, not both")
+        spec = self.restorer_spec()
+        require(self.init is None or spec.backbone_path is None, w,
+                "give init (a miipher2 file, backbone included) or restorer.backbone_path, "
+                "not both")
 
 
 @dataclasses.dataclass
