@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from mlx_speech.audio.checks import mono
 from mlx_speech.errors import AudioError, MissingDependencyError
 
 __all__ = ["MODEL_RATE", "align", "dnsmos", "require", "speaker_similarity"]
@@ -64,18 +65,7 @@ def require(module: str, what: str) -> ModuleType:
 
 def _mono(wav: Any, name: str, what: str = "input") -> np.ndarray:
     """``wav`` as a finite, non-empty 1-D float64 array, or an AudioError naming ``name``."""
-    try:
-        x = np.asarray(wav, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        why = " ".join(str(err).split())
-        raise AudioError(f"{name}: the {what} is not a numeric array ({why})") from None
-    if x.ndim != 1:
-        raise AudioError(f"{name}: expects a 1-D signal (T,), got the {what} with shape {x.shape}")
-    if x.size == 0:
-        raise AudioError(f"{name}: the {what} is empty")
-    if not np.isfinite(x).all():
-        raise AudioError(f"{name}: the {what} contains NaN or Inf")
-    return x
+    return mono(wav, f"{name} ({what})").astype(np.float64)
 
 
 def _audible(x: np.ndarray, name: str, what: str) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import soxr
 
+from mlx_speech.audio.checks import mono
 from mlx_speech.errors import AudioError, SpecError, UserError
 
 __all__ = ["MAX_RATE", "MIN_RATE", "DegradeToolError", "add_noise", "band_limit", "clip",
@@ -33,24 +34,7 @@ class DegradeToolError(UserError, RuntimeError):
 # --- input checks ---------------------------------------------------------------------------
 def check_wav(wav: object, what: str) -> np.ndarray:
     """``wav`` as a new float32 ``(T,)`` array, or :class:`AudioError` saying what is wrong."""
-    try:
-        x = np.asarray(wav)
-    except (TypeError, ValueError) as exc:
-        reason = " ".join(str(exc).split())
-        raise AudioError(f"{what}: audio is not a numeric array ({reason})") from None
-    if x.dtype.kind not in "iuf":
-        raise AudioError(f"{what}: audio must be a numeric array, got dtype {x.dtype}")
-    if x.ndim != 1:
-        raise AudioError(f"{what}: expected mono audio of shape (T,), got shape {x.shape}")
-    if x.size == 0:
-        raise AudioError(f"{what}: audio is empty (0 samples)")
-    if not np.isfinite(x).all():
-        raise AudioError(f"{what}: audio contains NaN or Inf samples")
-    with np.errstate(over="ignore"):
-        x = np.array(x, dtype=np.float32)
-    if not np.isfinite(x).all():
-        raise AudioError(f"{what}: audio has samples too large for float32")
-    return x
+    return mono(wav, what)
 
 
 def check_rate(sr: object, what: str) -> int:

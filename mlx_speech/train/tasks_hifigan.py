@@ -37,7 +37,7 @@ class HiFiGAN(nn.Module):
         self.discriminator = discriminator
 
 
-def _halves(x: mx.array) -> tuple[mx.array, mx.array]:
+def halves(x: mx.array) -> tuple[mx.array, mx.array]:
     n = x.shape[0] // 2
     return x[:n], x[n:]
 
@@ -60,7 +60,7 @@ class HiFiGANTask(HiFiGANTaskBase):
         wav, mel = self.features(inputs)
         fake = mx.stop_gradient(generator(mel))
         scores, _ = discriminator(mx.concatenate([wav, fake.astype(wav.dtype)], axis=0))
-        pairs = [_halves(s) for s in scores]
+        pairs = [halves(s) for s in scores]
         loss, _ = lsgan_discriminator_loss([r for r, _ in pairs], [f for _, f in pairs])
         return loss, {"d_loss": loss}
 
@@ -71,8 +71,8 @@ class HiFiGANTask(HiFiGANTaskBase):
         pred = generator(mel).astype(mx.float32)
         mel_l1 = mel_l1_loss(pred, wav, mel=s.loss_mel())
         scores, feats = discriminator(mx.concatenate([wav, pred], axis=0))
-        adv, _ = lsgan_generator_loss([_halves(x)[1] for x in scores])
-        split = [[_halves(f) for f in layers] for layers in feats]
+        adv, _ = lsgan_generator_loss([halves(x)[1] for x in scores])
+        split = [[halves(f) for f in layers] for layers in feats]
         fm = feature_matching_loss([[r for r, _ in layers] for layers in split],
                                    [[f for _, f in layers] for layers in split])
         loss = s.adv_weight * adv + s.fm_weight * fm + s.mel_weight * mel_l1

@@ -24,7 +24,7 @@ class HiFiGAN(nn.Module):
         self.discriminator = discriminator
 
 
-def _halves(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def halves(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     n = x.shape[0] // 2
     return x[:n], x[n:]
 
@@ -49,7 +49,7 @@ class HiFiGANTask(HiFiGANTaskBase):
         with torch.no_grad():
             fake = generator(mel).float()
         scores, _ = discriminator(torch.cat([wav, fake], dim=0))
-        pairs = [_halves(s) for s in scores]
+        pairs = [halves(s) for s in scores]
         loss, _ = lsgan_discriminator_loss([r for r, _ in pairs], [f for _, f in pairs])
         return loss, {"d_loss": loss}
 
@@ -60,8 +60,8 @@ class HiFiGANTask(HiFiGANTaskBase):
         pred = generator(mel).float()
         mel_l1 = mel_l1_loss(pred, wav, mel=s.loss_mel())
         scores, feats = discriminator(torch.cat([wav, pred], dim=0))
-        adv, _ = lsgan_generator_loss([_halves(x)[1] for x in scores])
-        split = [[_halves(f) for f in layers] for layers in feats]
+        adv, _ = lsgan_generator_loss([halves(x)[1] for x in scores])
+        split = [[halves(f) for f in layers] for layers in feats]
         fm = feature_matching_loss([[r for r, _ in layers] for layers in split],
                                    [[f for _, f in layers] for layers in split])
         loss = s.adv_weight * adv + s.fm_weight * fm + s.mel_weight * mel_l1

@@ -16,6 +16,7 @@ from torch_ref.train.discriminators import HiFiGANDiscriminator
 from torch_ref.train.losses import (feature_matching_loss, lsgan_discriminator_loss,
                                     lsgan_generator_loss, mel_l1_loss, multi_resolution_stft_loss,
                                     normalised_feature_loss)
+from torch_ref.train.tasks_hifigan import HiFiGAN, halves  # the generator / discriminator pair
 
 EXPORT_NAME = "miipher2.safetensors"
 
@@ -62,23 +63,11 @@ class AdapterTask(AdapterTaskBase):
         return loss, terms
 
 
-class Miipher2GAN(nn.Module):
-    def __init__(self, *, generator: Miipher2Model, discriminator: HiFiGANDiscriminator) -> None:
-        super().__init__()
-        self.generator = generator
-        self.discriminator = discriminator
-
-
-def _halves(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    n = x.shape[0] // 2
-    return x[:n], x[n:]
-
-
 class VocoderTask(VocoderTaskBase):
     def build(self) -> nn.Module:
         model = build_restorer(self)
         freeze(model.adapters)
-        return Miipher2GAN(generator=model, discriminator=HiFiGANDiscriminator(self.spec.discriminator))
+        return HiFiGAN(generator=model, discriminator=HiFiGANDiscriminator(self.spec.discriminator))
 
     def export(self, model: nn.Module) -> None:
         _export(self, model.generator)
@@ -94,7 +83,7 @@ class VocoderTask(VocoderTaskBase):
         with torch.no_grad():
             fake = self.restore(generator, inputs)
         scores, _ = discriminator(torch.cat([wav, fake.to(wav.dtype)], dim=0))
-        pairs = [_halves(x) for x in scores]
+        pairs = [halves(x) for x in scores]
         loss, _ = lsgan_discriminator_loss([r for r, _ in pairs], [f for _, f in pairs])
         return loss, {"d_loss": loss}
 
@@ -107,8 +96,8 @@ class VocoderTask(VocoderTaskBase):
         mel = mel_l1_loss(pred, wav, mel=s.loss_mel())
         sc, mag = multi_resolution_stft_loss(pred, wav, s.stft_resolutions)
         scores, feats = discriminator(torch.cat([wav, pred], dim=0))
-        adv, _ = lsgan_generator_loss([_halves(x)[1] for x in scores])
-        split = [[_halves(f) for f in layers] for layers in feats]
+        adv, _ = lsgan_generator_loss([halves(x)[1] for x in scores])
+        split = [[halves(f) for f in layers] for layers in feats]
         fm = feature_matching_loss([[r for r, _ in layers] for layers in split],
                                    [[f for _, f in layers] for layers in split])
         loss = (s.adv_weight * adv + s.fm_weight * fm + s.mel_weight * mel

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from mlx_speech.audio.checks import mono
 from mlx_speech.errors import AudioError
 from mlx_speech.models.miipher2.spec import BACKBONE_RATE
 
@@ -20,23 +21,11 @@ def input_16k(wav: Any, sample_rate: int, *, where: str = "restore") -> np.ndarr
     float32 at 16 kHz. Empty, NaN / Inf, multi-row or too short input is an AudioError."""
     from mlx_speech.audio.io import _check_rate, resample  # noqa: PLC0415
 
-    if type(wav).__module__.startswith("mlx"):
-        wav = np.array(wav.astype(wav.dtype if "float" in str(wav.dtype) else "float32"))
-    elif hasattr(wav, "detach"):
+    if hasattr(wav, "detach"):  # a torch tensor (MLX arrays convert through the buffer protocol)
         wav = wav.detach().cpu().numpy()
-    try:
-        x = np.asarray(wav, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise AudioError(f"{where}: audio must be a numeric array, got "
-                         f"{type(wav).__name__}") from None
-    if x.ndim == 2 and x.shape[0] == 1:
-        x = x[0]
-    if x.ndim != 1:
-        raise AudioError(f"{where}: expected mono audio (S,) or (1, S), got shape {x.shape}")
-    if x.size == 0:
-        raise AudioError(f"{where}: empty audio")
-    if not np.isfinite(x).all():
-        raise AudioError(f"{where}: audio contains NaN or Inf samples")
+    if np.ndim(wav) == 2 and np.shape(wav)[0] == 1:
+        wav = np.asarray(wav)[0]
+    x = mono(wav, where)
     sr = _check_rate(sample_rate, where)
     if sr != BACKBONE_RATE:
         x = resample(x, sr, BACKBONE_RATE)
