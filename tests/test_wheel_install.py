@@ -13,8 +13,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-_SKIP = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-                               "runs", "data", ".venv", "out")
+_ANYWHERE = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__",
+                                   ".pytest_cache")
+_TOP = {"runs", "data", ".venv", "out"}  # a checkout's own folders, not packages
+
+
+def _skip(folder: str, names: list[str]) -> set[str]:
+    """What the copy leaves out: build litter anywhere, run and data folders at the top only
+    (``mlx_speech/data`` is a package the wheel must hold)."""
+    top = {n for n in names if n in _TOP} if Path(folder) == ROOT else set()
+    return set(_ANYWHERE(folder, names)) | top
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
@@ -24,7 +32,7 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> 
 def test_wheel_install_reads_its_default_recipe(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     src = tmp_path / "src"  # a copy, so the build leaves no build/ or egg-info in the checkout
-    shutil.copytree(ROOT, src, ignore=_SKIP)
+    shutil.copytree(ROOT, src, ignore=_skip)
     wheels = tmp_path / "wheels"
     res = _run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q",
                 "-w", str(wheels)], src, env)
