@@ -168,3 +168,15 @@ def test_pretrained_backbone_matches_transformers(tmp_path, speech) -> None:
                       vocoder={**TINY_VOC, "n_mels": 64})
     with pytest.raises(CheckpointError, match="hidden_size"):
         with_backbone(Miipher2Model(wide), tmp_path / "wavlm")
+
+
+def test_compiled_restore_follows_weight_changes() -> None:
+    """restore() runs a compiled window forward; new weights (training, loading) are seen."""
+    m = Miipher2Model(tiny())
+    w = np.asarray(speechlike(16000, 1.0, seed=9), np.float32)
+    first = m.restore(w, 16000)
+    _perturb_adapters(m, seed=4)
+    second = m.restore(w, 16000)
+    assert np.abs(second - first).max() > 1e-4
+    direct = np.array(m(mx.array(np.concatenate([w, np.zeros(640, np.float32)]))[None]))[0]
+    np.testing.assert_allclose(second, direct[:w.size], atol=1e-5)

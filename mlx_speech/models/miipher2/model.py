@@ -79,6 +79,7 @@ class Miipher2Model(Streaming, nn.Module):
         self._plan = WindowPlan.from_spec(spec)
         self._stream: RestoreStream | None = None
         self._up: dict[int, tuple[mx.array, mx.array, mx.array]] = {}
+        self._compiled: Any = None
 
     # --- facts ------------------------------------------------------------------------------
     @property
@@ -153,7 +154,11 @@ class Miipher2Model(Streaming, nn.Module):
 
     # --- any length ---------------------------------------------------------------------------
     def _run_window(self, x: np.ndarray) -> np.ndarray:
-        y = self(mx.array(x)[None])
+        """One window through the compiled forward (windows share one shape, so one graph
+        serves them all; ``inputs=self.state`` makes it read the current weights)."""
+        if self._compiled is None:
+            self._compiled = mx.compile(lambda w: self(w), inputs=self.state)
+        y = self._compiled(mx.array(x)[None])
         return np.array(y[0].astype(mx.float32))
 
     def restore(self, wav: Any, sample_rate: int = BACKBONE_RATE) -> np.ndarray:
