@@ -148,10 +148,11 @@ def test_real_codec_path_codes_once(tmp_path, monkeypatch):
         "model": {"preset": "s2s_tiny", "arch": {"codec_weights": str(codec), "codebook_size": 64},
                   "max_in_frames": 32, "max_out_frames": 32},
         "data": {"sources": [{"kind": "manifest", "path": str(tmp_path / "pairs.jsonl")}],
-                 "sample_rate": 24000, "batch_size": 2, "crop_seconds": None, "workers": 1},
+                 "val_fraction": 0.3, "sample_rate": 24000, "batch_size": 2, "crop_seconds": 0.02,
+                 "workers": 1},
         "monitor": {"progress": False, "log_every": 1}})
     out = make_trainer(spec, "mlx").run()
-    assert np.isfinite(out["loss"]) and out["pairs"] == 3
+    assert np.isfinite(out["loss"]) and np.isfinite(out["val_loss"]) and out["pairs"] == 2
     cache = CodesCache(tmp_path / "run" / "codes", codec="mimi", weights=str(codec), num_codebooks=2)
     assert out["codes_cache"] == str(cache.dir)
     model = load_codec("mimi", codec, num_codebooks=2)

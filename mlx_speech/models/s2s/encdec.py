@@ -23,7 +23,8 @@ Entry points:
 
 Inputs are checked at ``start`` / ``generate`` (host side, one :class:`~mlx_speech.errors.UserError`
 line for bad codes or condition ids); the teacher-forced call checks shapes only, so it
-compiles.
+compiles. Call ``eval()`` before decoding a model built with dropout (``mlx_speech.load``
+does): in training mode dropout would perturb every step.
 """
 
 from __future__ import annotations
