@@ -214,3 +214,28 @@ def test_shipped_recipes_and_targets():
     assert S2STaskBase(load_recipe(resources.files("mlx_speech.configs") / "s2s_base.yaml")
                        .model).arch.replace(dropout=0.0, codec_weights=None) == \
         S2SSpec.from_preset("s2s_base")
+
+
+@pytest.mark.parametrize("backend", ["mlx", "torch"])
+def test_init_from_a_tagged_file(synthetic, tmp_path, backend):
+    from mlx_speech.models.s2s.encdec import S2SModel
+    from mlx_speech.train.s2s_data import S2STaskBase
+    from mlx_speech.weights.mlx import mlx_to_numpy, mlx_to_torch_state, save_mlx_model
+
+    task_spec = recipe(synthetic, tmp_path / "a").model
+    arch = S2STaskBase(task_spec).arch.replace(codec_weights="elsewhere.bin")  # path may differ
+    src = S2SModel(arch)
+    save_mlx_model(tmp_path / "init.safetensors", src, model="s2s", spec=arch)
+    tr = make_trainer(recipe(synthetic, tmp_path / "b", model={"init": str(tmp_path / "init.safetensors")}),
+                      backend)
+    if backend == "mlx":
+        want, got = mlx_to_numpy(src), tr.weights()
+    else:  # torch layouts (convolutions differ)
+        want = mlx_to_torch_state(src)
+        got = {k: v.detach().numpy() for k, v in tr.model.state_dict().items()}
+    assert set(got) == set(want) and all(np.array_equal(got[k], want[k]) for k in want)
+    other = arch.replace(dim=64)
+    save_mlx_model(tmp_path / "other.safetensors", S2SModel(other), model="s2s", spec=other)
+    with pytest.raises(SpecError, match="spec differs"):
+        make_trainer(recipe(synthetic, tmp_path / "c", model={"init": str(tmp_path / "other.safetensors")}),
+                     backend)

@@ -31,6 +31,9 @@ and ``target_mask`` (float32), each ``(B, K_out, S)`` with ``S`` the decoder ste
 (B, K_out)`` float32; and ``speaker`` / ``emotion`` / ``language`` ``(B,)`` int32 (-1: absent)
 for the conditions the model has. Pairs longer than the frame limits leave the corpus
 (``skipped`` in the summary), so every batch has one shape and the MLX step compiles once.
+The loader still reads each batch's input audio (as for every task); the task uses only its
+items, so a recipe keeps ``data.crop_seconds`` short and ``data.sample_rate`` at the files'
+rate to make that read cheap.
 """
 
 from __future__ import annotations
