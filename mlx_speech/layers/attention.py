@@ -13,6 +13,14 @@ Which key a query at absolute position ``p`` may see (True = attend):
 * a key padding mask ``(B, S)`` (True = real frame) removes padded keys on top of that. A query
   that ends up seeing no key at all outputs zeros (as torch's SDPA does).
 
+:class:`CrossAttention` attends from queries ``(B, T, D)`` to a fixed memory ``(B, S, D_mem)``
+(an encoder's output): every query sees every memory position a memory mask ``(B, S)`` keeps.
+With ``rope=True`` the queries are rotated at their own positions (``offset`` onwards) and the
+memory keys at ``0 .. S-1``, so a score depends on the offset between a query's step and a
+memory frame: a near-diagonal alignment (two streams at one frame rate) is easy to learn.
+Its cache (:class:`~mlx_speech.layers.kv_cache.CrossKVCache`) holds the memory's projected
+keys and values, computed on the first call.
+
 The attention kernel (:func:`scaled_dot_product_attention`) is ``mx.fast`` on a GPU; on the
 CPU backend, where ``mx.fast.scaled_dot_product_attention`` is an unfused fallback whose
 softmax runs a scalar ``exp``, a matmul / vectorised-softmax (``exp2_fast``) / matmul path is
@@ -25,7 +33,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlx_speech.layers.activations import _LOG2E, exp2_fast
-from mlx_speech.layers.kv_cache import KVCache, RingView
+from mlx_speech.layers.kv_cache import CrossKVCache, KVCache, RingView
 from mlx_speech.layers.linear import Linear
 from mlx_speech.layers.rope import RotaryEmbedding
 
@@ -207,3 +215,102 @@ class MultiHeadAttention(nn.Module):
         allowed = keys if allowed is None else allowed[None, None] & keys
         allowed = mx.broadcast_to(allowed, (B, 1, T, S))
         return allowed, mx.any(allowed, axis=-1, keepdims=True)
+
+
+def key_padding_mask(mask: mx.array, B: int, S: int) -> tuple[mx.array, mx.array]:
+    """A ``(B, S)`` bool key mask (True = real) as the SDPA mask ``(B, 1, 1, S)`` and the
+    ``(B, 1, 1, 1)`` rows that see at least one key."""
+    if mask.shape != (B, S) or mask.dtype != mx.bool_:
+        raise ValueError(f"attention: key padding mask must be bool (B, S) = ({B}, {S}), got "
+                         f"{mask.dtype} {mask.shape}")
+    keys = mask[:, None, None, :]
+    return keys, mx.any(keys, axis=-1, keepdims=True)
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from queries ``(B, T, D)`` to a memory ``(B, S, D_mem)``.
+
+    Args:
+        dim: query / output width ``D``; ``head_dim = D / num_heads``.
+        num_heads, num_kv_heads, bias, dropout: as :class:`MultiHeadAttention`.
+        memory_dim: width of the memory (None: ``dim``); ``k_proj`` / ``v_proj`` read it.
+        rope, rope_interleaved, max_period: relative positions between query steps and memory
+            frames (module docstring); off by default.
+
+    Projections ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj`` as :class:`MultiHeadAttention`.
+    """
+
+    def __init__(self, *, dim: int, num_heads: int, memory_dim: int | None = None,
+                 num_kv_heads: int | None = None, bias: bool = False, rope: bool = False,
+                 rope_interleaved: bool = True, max_period: float = 10000.0,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.head_dim = check_heads(dim, num_heads, num_kv_heads, rope)
+        memory_dim = dim if memory_dim is None else memory_dim
+        if not isinstance(memory_dim, int) or isinstance(memory_dim, bool) or memory_dim <= 0:
+            raise ValueError(f"attention: memory_dim must be a positive int, got {memory_dim!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"attention: dropout must be in [0, 1), got {dropout!r}")
+        self.dim, self.memory_dim = dim, memory_dim
+        self.num_heads = num_heads
+        self.num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        self.scale = self.head_dim ** -0.5
+        kv_dim = self.num_kv_heads * self.head_dim
+        self.q_proj = Linear(dim, dim, bias=bias)
+        self.k_proj = Linear(memory_dim, kv_dim, bias=bias)
+        self.v_proj = Linear(memory_dim, kv_dim, bias=bias)
+        self.out_proj = Linear(dim, dim, bias=bias)
+        self.rope = (RotaryEmbedding(head_dim=self.head_dim, max_period=max_period,
+                                     interleaved=rope_interleaved) if rope else None)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+
+    def _extra_repr(self) -> str:
+        return (f"dim={self.dim}, memory_dim={self.memory_dim}, num_heads={self.num_heads}, "
+                f"num_kv_heads={self.num_kv_heads}, rope={self.rope is not None}")
+
+    def make_cache(self) -> CrossKVCache:
+        return CrossKVCache()
+
+    def memory_kv(self, memory: mx.array) -> tuple[mx.array, mx.array]:
+        """Keys and values ``(B, H_kv, S, Dh)`` of ``memory (B, S, D_mem)`` (keys rotated at
+        positions ``0 .. S-1`` with RoPE)."""
+        if memory.ndim != 3 or memory.shape[-1] != self.memory_dim:
+            raise ValueError(f"cross-attention expects a (B, S, {self.memory_dim}) memory, got "
+                             f"shape {memory.shape}")
+        B, S, _ = memory.shape
+        k = self.k_proj(memory).reshape(B, S, self.num_kv_heads, self.head_dim).transpose(0, 2, 1, 3)
+        v = self.v_proj(memory).reshape(B, S, self.num_kv_heads, self.head_dim).transpose(0, 2, 1, 3)
+        if self.rope is not None:
+            k = self.rope(k, offset=0)
+        return k, v
+
+    def __call__(self, x: mx.array, memory: mx.array | None = None, *,
+                 cache: CrossKVCache | None = None, mask: mx.array | None = None,
+                 offset: int = 0) -> mx.array:
+        """``x``: ``(B, T, D)`` queries at positions ``offset ..``; ``memory``: ``(B, S, D_mem)``
+        (may be None once ``cache`` is filled); ``mask``: ``(B, S)`` bool memory mask, True =
+        real frame. Returns ``(B, T, D)``; a query whose row of ``mask`` is all False gives 0."""
+        if x.ndim != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"cross-attention expects (B, T, {self.dim}) input, got shape {x.shape}")
+        if cache is not None and cache.filled:
+            k, v = cache.keys, cache.values
+        else:
+            if memory is None:
+                raise ValueError("cross-attention needs a memory (or a filled cache)")
+            k, v = self.memory_kv(memory)
+            if cache is not None:
+                cache.set(k, v)
+        B, T, _ = x.shape
+        if k.shape[0] != B:
+            raise ValueError(f"cross-attention: {B} query rows against a memory of {k.shape[0]}")
+        q = self.q_proj(x).reshape(B, T, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)
+        if self.rope is not None:
+            q = self.rope(q, offset=offset)
+        attn_mask, visible = (None, None) if mask is None else key_padding_mask(mask, B, k.shape[2])
+        o = scaled_dot_product_attention(q, k, v, scale=self.scale, mask=attn_mask)
+        if visible is not None:
+            o = o * visible.astype(o.dtype)
+        o = o.transpose(0, 2, 1, 3).reshape(B, T, self.dim)
+        if self.dropout is not None:
+            o = self.dropout(o)
+        return self.out_proj(o)

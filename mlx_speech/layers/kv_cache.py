@@ -20,6 +20,10 @@ whole new chunk, so a chunk of any length attends exactly as the full masked pas
 Unbounded context (``context=None``): keys are kept in a buffer grown in steps of
 ``step`` positions and written in place, so a long decode does not copy the history at
 every step.
+
+Cross-attention (:class:`CrossKVCache`): the keys and values of a fixed memory (an encoder's
+output) do not grow; they are projected once per memory, on the first call, and reused by
+every later query.
 """
 
 from __future__ import annotations
@@ -113,6 +117,31 @@ class KVCache:
         self._values[:, :, self._length: end] = v
         self._length = end
         return self._keys[:, :, :end], self._values[:, :, :end]
+
+
+class CrossKVCache:
+    """Keys/values of one cross-attention layer over one memory, ``(B, H_kv, S, Dh)`` each:
+    empty until :class:`~mlx_speech.layers.attention.CrossAttention` fills it on its first
+    call, then read as they are (the memory is fixed, so they never change). ``reset()`` before
+    a new memory (a new utterance)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.keys: mx.array | None = None
+        self.values: mx.array | None = None
+
+    @property
+    def filled(self) -> bool:
+        return self.keys is not None
+
+    def set(self, k: mx.array, v: mx.array) -> None:
+        if k.ndim != 4 or k.shape != v.shape:
+            raise ValueError(
+                f"CrossKVCache expects k and v of the same shape (B, H, S, Dh), got {k.shape} "
+                f"and {v.shape}")
+        self.keys, self.values = k, v
 
 
 class RingKVCache:

@@ -12,6 +12,16 @@ with ``ffn`` either ``linear2(act(linear1(x)))`` (``ffn_type="mlp"``, moshi / Mi
 or ``down_proj(act(gate_proj(x)) * up_proj(x))`` (``ffn_type="gated"``, SwiGLU with
 ``activation="silu"``).
 
+:class:`TransformerDecoder` (an encoder-decoder's decoder) stacks :class:`CrossTransformerLayer`,
+which adds cross-attention to a memory between the two::
+
+    x = x + layer_scale_1(self_attn(norm1(x)))
+    x = x + layer_scale_cross(cross_attn(norm_cross(x), memory))
+    x = x + layer_scale_2(ffn(norm2(x)))
+
+Its cache per layer is a pair ``(KVCache, CrossKVCache)``: the self-attention's grows by one
+entry per step, the cross-attention's holds the memory's keys and values, projected once.
+
 Mimi's transformer (moshi ``mimi_202407``): ``norm="layer"`` (eps 1e-5), ``attn_bias=False``,
 ``ffn_bias=False``, ``rope=True, rope_interleaved=True, max_period=10000``, ``causal=True,
 context=250``, ``layer_scale=0.01``, ``ffn_type="mlp", activation="gelu"``, no final norm.
@@ -23,8 +33,8 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlx_speech.layers.activations import get_activation
-from mlx_speech.layers.attention import MultiHeadAttention
-from mlx_speech.layers.kv_cache import KVCache, RingKVCache, ring_views
+from mlx_speech.layers.attention import CrossAttention, MultiHeadAttention
+from mlx_speech.layers.kv_cache import CrossKVCache, KVCache, RingKVCache, ring_views
 from mlx_speech.layers.linear import Linear
 from mlx_speech.layers.norms import LayerScale, make_norm
 
@@ -197,3 +207,118 @@ class Transformer(nn.Module):
         views = ring_views(keys, values, pos, x.shape[1], self.layers[0].self_attn.context)
         y = self(x, cache=views)
         return y, [v.keys for v in views], [v.values for v in views]
+
+
+DecoderCache = tuple[KVCache, CrossKVCache]
+
+
+class CrossTransformerLayer(TransformerLayer):
+    """A :class:`TransformerLayer` with cross-attention to a memory between its self-attention
+    and feed-forward (module docstring), ``(B, T, D) -> (B, T, D)``.
+
+    Arguments are those of :class:`TransformerLayer` plus ``memory_dim`` (the memory's width,
+    None: ``dim``) and ``cross_rope`` (RoPE between query steps and memory frames, see
+    :class:`~mlx_speech.layers.attention.CrossAttention`).
+    """
+
+    def __init__(self, *, dim: int, num_heads: int, ffn_dim: int,
+                 num_kv_heads: int | None = None, memory_dim: int | None = None,
+                 cross_rope: bool = False, causal: bool = True, context: int | None = None,
+                 rope: bool = True, rope_interleaved: bool = True, max_period: float = 10000.0,
+                 norm: str = "layer", norm_eps: float = 1e-5, ffn_type: str = "mlp",
+                 activation: str = "gelu", attn_bias: bool = False, ffn_bias: bool = False,
+                 layer_scale: float | None = None, dropout: float = 0.0) -> None:
+        super().__init__(dim=dim, num_heads=num_heads, ffn_dim=ffn_dim, num_kv_heads=num_kv_heads,
+                         causal=causal, context=context, rope=rope,
+                         rope_interleaved=rope_interleaved, max_period=max_period, norm=norm,
+                         norm_eps=norm_eps, ffn_type=ffn_type, activation=activation,
+                         attn_bias=attn_bias, ffn_bias=ffn_bias, layer_scale=layer_scale,
+                         dropout=dropout)
+        self.norm_cross = make_norm(norm, dim=dim, eps=norm_eps)
+        self.cross_attn = CrossAttention(
+            dim=dim, num_heads=num_heads, memory_dim=memory_dim, num_kv_heads=num_kv_heads,
+            bias=attn_bias, rope=cross_rope, rope_interleaved=rope_interleaved,
+            max_period=max_period)
+        if layer_scale is not None:
+            self.layer_scale_cross = LayerScale(dim=dim, init=layer_scale)
+
+    def make_cache(self) -> DecoderCache:
+        return self.self_attn.make_cache(), self.cross_attn.make_cache()
+
+    def __call__(self, x: mx.array, memory: mx.array | None = None,
+                 cache: DecoderCache | None = None, mask: mx.array | None = None,
+                 memory_mask: mx.array | None = None) -> mx.array:
+        """``x``: ``(B, T, D)``; ``memory``: ``(B, S, D_mem)`` (None once the cache's cross
+        half is filled); ``cache``: from :meth:`make_cache`; ``mask``: the self-attention's key
+        padding mask; ``memory_mask``: ``(B, S)`` bool, True = real memory frame."""
+        self_cache, cross_cache = (None, None) if cache is None else cache
+        offset = 0 if self_cache is None else self_cache.offset
+        x = x + self._branch(self.self_attn(self.norm1(x), cache=self_cache, mask=mask),
+                             "layer_scale_1")
+        x = x + self._branch(self.cross_attn(self.norm_cross(x), memory, cache=cross_cache,
+                                             mask=memory_mask, offset=offset),
+                             "layer_scale_cross")
+        return x + self._branch(self.ffn(self.norm2(x)), "layer_scale_2")
+
+
+class TransformerDecoder(nn.Module):
+    """A stack of :class:`CrossTransformerLayer` (``layers.N``) with an optional final ``norm``.
+
+    Arguments are those of :class:`CrossTransformerLayer` plus ``num_layers`` and
+    ``final_norm``. ``__call__(x, memory)`` is the full (teacher-forced) pass; ``step(x, cache,
+    memory)`` continues it: feeding a sequence position by position through ``step`` with one
+    cache from :meth:`make_cache` gives the full pass's output (``causal=True``).
+    """
+
+    def __init__(self, *, num_layers: int, dim: int, num_heads: int, ffn_dim: int,
+                 num_kv_heads: int | None = None, memory_dim: int | None = None,
+                 cross_rope: bool = False, causal: bool = True, context: int | None = None,
+                 rope: bool = True, rope_interleaved: bool = True, max_period: float = 10000.0,
+                 norm: str = "layer", norm_eps: float = 1e-5, ffn_type: str = "mlp",
+                 activation: str = "gelu", attn_bias: bool = False, ffn_bias: bool = False,
+                 layer_scale: float | None = None, final_norm: bool = False,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers <= 0:
+            raise ValueError(f"transformer: num_layers must be a positive int, got {num_layers!r}")
+        self.dim = dim
+        self.causal = causal
+        self.layers = [
+            CrossTransformerLayer(
+                dim=dim, num_heads=num_heads, ffn_dim=ffn_dim, num_kv_heads=num_kv_heads,
+                memory_dim=memory_dim, cross_rope=cross_rope, causal=causal, context=context,
+                rope=rope, rope_interleaved=rope_interleaved, max_period=max_period, norm=norm,
+                norm_eps=norm_eps, ffn_type=ffn_type, activation=activation,
+                attn_bias=attn_bias, ffn_bias=ffn_bias, layer_scale=layer_scale, dropout=dropout)
+            for _ in range(num_layers)
+        ]
+        if final_norm:
+            self.norm = make_norm(norm, dim=dim, eps=norm_eps)
+
+    def make_cache(self) -> list[DecoderCache]:
+        """One ``(KVCache, CrossKVCache)`` pair per layer."""
+        return [layer.make_cache() for layer in self.layers]
+
+    def __call__(self, x: mx.array, memory: mx.array | None = None,
+                 cache: list[DecoderCache] | None = None, mask: mx.array | None = None,
+                 memory_mask: mx.array | None = None) -> mx.array:
+        """``x``: ``(B, T, D)`` -> ``(B, T, D)``; ``memory``: ``(B, S, D_mem)``; ``cache``: from
+        :meth:`make_cache` to continue a stream; ``mask`` / ``memory_mask``: ``(B, .)`` bool
+        key padding masks of the self- and cross-attention (True = real frame)."""
+        if cache is not None and len(cache) != len(self.layers):
+            raise ValueError(
+                f"transformer: cache has {len(cache)} entries for {len(self.layers)} layers")
+        for i, layer in enumerate(self.layers):
+            x = layer(x, memory, cache=None if cache is None else cache[i], mask=mask,
+                      memory_mask=memory_mask)
+        if "norm" in self:
+            x = self.norm(x)
+        return x
+
+    def step(self, x: mx.array, cache: list[DecoderCache], memory: mx.array | None = None,
+             memory_mask: mx.array | None = None) -> mx.array:
+        """Next chunk ``(B, T, D)`` (any ``T >= 1``); updates ``cache`` in place. ``memory`` is
+        needed on the first call only (its keys and values stay in the cache)."""
+        if cache is None:
+            raise ValueError("TransformerDecoder.step needs a cache from make_cache()")
+        return self(x, memory, cache=cache, memory_mask=memory_mask)

@@ -3,7 +3,8 @@
 Same API and semantics as ``mlx_speech/layers/kv_cache.py`` (see its docstring): keys and
 values ``(B, H_kv, S, Dh)``, keys stored after RoPE; ``offset`` counts every position ever
 appended; with ``context`` the cache keeps the last ``context`` positions between calls and
-returns those plus the whole new chunk.
+returns those plus the whole new chunk. :class:`CrossKVCache` holds a cross-attention's memory
+keys and values, projected once.
 """
 
 from __future__ import annotations
@@ -100,3 +101,26 @@ class KVCache:
         self._values[:, :, self._length: end] = v
         self._length = end
         return self._keys[:, :, :end], self._values[:, :, :end]
+
+
+class CrossKVCache:
+    """Keys/values of one cross-attention layer over one memory (mirror of
+    ``mlx_speech.layers.kv_cache.CrossKVCache``): filled on the first call, then reused."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+
+    @property
+    def filled(self) -> bool:
+        return self.keys is not None
+
+    def set(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        if k.dim() != 4 or k.shape != v.shape:
+            raise ValueError(
+                f"CrossKVCache expects k and v of the same shape (B, H, S, Dh), got "
+                f"{tuple(k.shape)} and {tuple(v.shape)}")
+        self.keys, self.values = k, v
