@@ -335,6 +335,54 @@ def restore(src: Path, dst: Path, weights: Path, no_progress: bool, as_json: boo
                        notice=_notice), as_json)
 
 
+class _DefaultCommandGroup(_Group):
+    """A group whose first argument, when it names no subcommand, goes to ``default``
+    (``mlx-speech s2s IN.wav -o OUT.wav`` is ``mlx-speech s2s convert IN.wav -o OUT.wav``)."""
+
+    default = "convert"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group(cls=_DefaultCommandGroup, name="s2s")
+def s2s_group() -> None:
+    """Speech-to-speech: `s2s IN.wav -o OUT.wav --weights W` (the encoder-decoder model)."""
+
+
+@s2s_group.command("convert")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--output", "-o", "dst", type=click.Path(path_type=Path), required=True,
+              help="Audio file to write (.wav / .flac / .ogg), at the codec's rate.")
+@click.option("--weights", type=click.Path(path_type=Path), required=True,
+              help="An s2s model file (e.g. a training run's s2s.safetensors).")
+@click.option("--codec-weights", type=click.Path(path_type=Path), default=None,
+              help="The codec's weights (default: the path the model was trained with).")
+@click.option("--speaker", type=click.IntRange(0), default=None, help="Speaker id of the output.")
+@click.option("--emotion", type=click.IntRange(0), default=None, help="Emotion id of the output.")
+@click.option("--language", type=click.IntRange(0), default=None, help="Language id of the output.")
+@click.option("--temperature", type=click.FloatRange(0.0), default=0.0, show_default=True,
+              help="Sampling temperature (0: greedy).")
+@click.option("--top-k", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--top-p", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--stream", is_flag=True, help="Decode frame by frame and print each frame's latency.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def s2s_convert(src: Path, dst: Path, weights: Path, codec_weights: Path | None,
+                speaker: int | None, emotion: int | None, language: int | None,
+                temperature: float, top_k: int, top_p: float, seed: int, stream: bool,
+                as_json: bool) -> None:
+    """Convert the speech in SRC with an s2s model: codec codes in, generated codes out."""
+    from mlx_speech.pipelines.s2s_convert import convert_file  # noqa: PLC0415
+
+    _emit(convert_file(src, dst, weights=weights, speaker=speaker, emotion=emotion,
+                       language=language, stream=stream, codec_weights=codec_weights,
+                       temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                       notice=_notice), as_json)
+
+
 @cli.group(cls=_Group, name="codec")
 def codec_group() -> None:
     """Neural audio codecs (mimi, mimi9, dac, bsq-vit, ...): audio <-> codes files."""

@@ -81,3 +81,24 @@ def test_bad_input_is_one_line_and_writes_nothing(setup, tmp_path):
     save_mlx_model(bad, S2SModel(other), model="s2s", spec=other)
     with pytest.raises(CheckpointError, match="codebooks of 64 codes, the model 16"):
         convert_file(src, dst, weights=bad, notice=lambda _: None)
+
+
+def test_cli_default_command_and_stream(setup, tmp_path):
+    """`mlx-speech s2s IN -o OUT` is `s2s convert`; --stream prints a latency line per frame;
+    bad input is one line, exit 2."""
+    from click.testing import CliRunner
+
+    from cli import cli
+
+    _, weights, _, src = setup
+    res = CliRunner().invoke(cli, ["s2s", str(src), "-o", str(tmp_path / "o.wav"), "--weights",
+                                   str(weights), "--speaker", "1", "--stream", "--json"])
+    assert res.exit_code == 0, res.output
+    assert sum(line.startswith("frame ") for line in res.stderr.splitlines()) == 30
+    assert json.loads(res.stdout)["frames"] == 30
+    res = CliRunner().invoke(cli, ["s2s", "--help"])
+    assert res.exit_code == 0 and "convert" in res.output
+    res = CliRunner().invoke(cli, ["s2s", str(src), "-o", str(tmp_path / "p.wav"), "--weights",
+                                   str(weights), "--speaker", "5"])
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1, res.output
+    assert not (tmp_path / "p.wav").exists()

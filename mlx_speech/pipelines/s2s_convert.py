@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from mlx_speech.errors import CheckpointError, UserError
+from mlx_speech.models.s2s.encdec_pattern import check_condition
 from mlx_speech.pipelines.codec import (AUDIO_SUFFIXES, check_output, decode_codes, encode_wav,
                                         load_codec, read_audio)
 
@@ -74,6 +75,10 @@ def convert_file(src_wav: str | Path, dst_wav: str | Path, *, weights: str | Pat
     t0 = time.perf_counter()
     model, codec = load_models(weights, codec_weights)
     s = model.spec
+    for name, ids, count in (("speaker", speaker, s.num_speakers),
+                             ("emotion", emotion, s.num_emotions),
+                             ("language", language, s.num_languages)):
+        check_condition(ids, count=count, name=name, batch=1)  # before any work is reported
     wav = read_audio(src_wav, codec.sample_rate, notice)
     if wav.size == 0:
         raise UserError(f"cannot convert {src_wav}: it holds no audio")
