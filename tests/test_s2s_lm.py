@@ -56,18 +56,16 @@ def test_text_step_with_cache_equals_full_pass(pair):
                                np.array(full_t), atol=1e-5)
 
 
-def test_generation_equals_teacher_forcing_on_its_own_output(pair):
+def assert_generation_is_teacher_forced(model: MoshiLM, user: np.ndarray) -> None:
     """Greedy tokens are the argmax of the teacher-forced logits of the stream they make.
 
     moshi's ``LMGen`` feeds the user's frame ``t`` together with the model's frame ``t - 1``,
     one frame earlier than ``LMModel.forward`` pairs them, so the teacher-forced user stream is
     the generation's shifted by one frame."""
-    model, _, _ = pair
     s = model.spec
-    user = user_stream(s, FRAMES)
     text, audio = model.generate(user)
     F = text.shape[1]
-    assert F == FRAMES - s.max_delay
+    assert F == user.shape[2] - s.max_delay
     codes = np.concatenate([text[:, None], audio, user[:, :, 1: F + 1]], axis=1)
     text_logits, audio_logits = model(codes)
     np.testing.assert_array_equal(np.argmax(np.array(text_logits[:, 0]), -1), text)
@@ -77,6 +75,31 @@ def test_generation_equals_teacher_forcing_on_its_own_output(pair):
         np.testing.assert_array_equal(np.argmax(audio_logits[:, k, valid], -1),
                                       audio[:, k, valid], err_msg=f"codebook {k}")
         assert np.isnan(audio_logits[:, k, F - d:]).all()
+
+
+def test_generation_equals_teacher_forcing_on_its_own_output(pair):
+    model, _, _ = pair
+    assert_generation_is_teacher_forced(model, user_stream(model.spec, FRAMES))
+
+
+def test_unwindowed_stack_and_sampler_hook(pair):
+    """``context=None`` steps with the growing cache instead of the compiled ring, and a
+    sampler other than :func:`greedy` runs the frame uncompiled; both give the same tokens."""
+    model, _, _ = pair
+    unwindowed = MoshiLM(model.spec.replace(context=None))
+    unwindowed.load_weights(nn.utils.tree_flatten(model.parameters()))
+    user = user_stream(model.spec, 10, seed=7)
+    assert_generation_is_teacher_forced(unwindowed, user)
+    streams = []
+
+    def argmax(logits: mx.array, stream: str) -> mx.array:
+        streams.append(stream)
+        return mx.argmax(logits, axis=-1).astype(mx.int32)
+
+    for a, b in zip(model.generate(user, sampler=argmax), model.generate(user)):
+        np.testing.assert_array_equal(a, b)
+    assert streams[: 1 + model.spec.dep_q] == ["text"] + ["audio"] * model.spec.dep_q
+    assert len(streams) == 10 * (1 + model.spec.dep_q)
 
 
 def test_mlx_equals_torch_ref(pair):
@@ -134,12 +157,14 @@ def test_bad_codes_are_one_line(pair):
     s = model.spec
     for m in (model, tref):
         m.reset_state()
-        for bad, words in ((np.zeros((1, s.user_codebooks + 1), int), "expected"),
+        for bad, words in ((np.int64(3), "expected"),
+                           (np.zeros((1, s.user_codebooks + 1), int), "expected"),
                            (np.full((1, s.user_codebooks), s.card), "outside"),
                            (np.zeros((1, s.user_codebooks), np.float32), "integers")):
             with pytest.raises(CodesError, match=words) as exc:
                 m.step(bad)
             assert "\n" not in str(exc.value)
+        assert m.step(np.zeros((1, s.user_codebooks), int)) is None  # state not poisoned
         with pytest.raises(CodesError, match="channel 0"):
             m(np.full((1, s.num_codebooks, 3), s.text_card + 1))
         with pytest.raises(CodesError, match="expected"):

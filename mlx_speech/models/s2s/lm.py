@@ -29,6 +29,13 @@ Two ways to run it:
 Token choice: ``sampler(logits (B, V) float32, stream) -> (B,) int32`` with ``stream``
 ``"text"`` or ``"audio"``; the default, :func:`greedy`, is moshi's ``use_sampling=False``.
 Temperature / top-k / top-p samplers plug in there (``mlx_speech/models/s2s/sampling.py``).
+
+A generation step is one small graph per transformer layer, so dispatch rather than arithmetic
+bounds it at small sizes: a windowed temporal stack steps through the shared transformer's
+compiled ring-cache path, and with the default greedy choice a frame's whole depformer pass is
+one ``mx.compile`` d graph (traced again for each conversation, so a model changed in between,
+e.g. quantized, is traced as it now is). A custom sampler runs the frame uncompiled, since it
+may draw random numbers.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ import mlx.nn as nn
 import numpy as np
 
 from mlx_speech.errors import CodesError
-from mlx_speech.layers.kv_cache import KVCache
+from mlx_speech.layers.kv_cache import KVCache, RingKVCache
 from mlx_speech.layers.linear import Linear
 from mlx_speech.layers.norms import make_norm
 from mlx_speech.layers.transformer import Transformer
@@ -95,14 +102,17 @@ class MoshiLM(Streaming, nn.Module):
         self.reset_state()
 
     def _reset_own_state(self) -> None:
-        self._kv: list[KVCache] | None = None
+        self._kv: list[KVCache] | RingKVCache | None = None
         self._ring: TokenRing | None = None
+        # compiled per conversation, so a model changed in between (quantized) is retraced
+        self._greedy_frame = None
 
     # -- the two transformers ----------------------------------------------------------------
-    def forward_text(self, tokens: mx.array, cache: list[KVCache] | None = None,
+    def forward_text(self, tokens: mx.array, cache: list[KVCache] | RingKVCache | None = None,
                      offset: int = 0) -> tuple[mx.array, mx.array]:
         """``tokens (B, 1 + n_q, S)`` (positions ``offset ..``) -> ``(hidden (B, S, dim)``
-        after ``out_norm``, ``text logits (B, S, text_card))``; ``cache`` continues a stream."""
+        after ``out_norm``, ``text logits (B, S, text_card))``; ``cache`` (the temporal
+        transformer's ``make_cache()`` or ``make_ring_cache()``) continues a stream."""
         x = self.text_emb(tokens[:, 0])
         for k, emb in enumerate(self.emb):
             x = x + emb(tokens[:, k + 1])
@@ -110,7 +120,8 @@ class MoshiLM(Streaming, nn.Module):
         if s.positional_embedding in ("sin", "sin_rope"):
             x = x + s.positional_scale * sin_embedding(offset, x.shape[1], s.dim, s.max_period,
                                                        x.dtype)
-        h = self.out_norm(self.transformer(x, cache=cache))
+        x = self.transformer(x) if cache is None else self.transformer.step(x, cache)
+        h = self.out_norm(x)
         return h, self.text_linear(h)
 
     def depformer_logits(self, step: int, token: mx.array, hidden: mx.array,
@@ -162,14 +173,22 @@ class MoshiLM(Streaming, nn.Module):
         steps. The batch size is fixed by the first step of a conversation."""
         sampler = greedy if sampler is None else sampler
         user = np.asarray(user_codes)
-        if self._ring is None:
-            self._ring = TokenRing(self.spec, user.shape[0] if user.ndim else 0)
-            self._kv = self.transformer.make_cache()
-        ring = self._ring
-        inp = ring.feed(ring.check_user(user, "MoshiLM.step"))
+        ring = self._ring or TokenRing(self.spec, user.shape[0] if user.ndim else 1)
+        user = ring.check_user(user, "MoshiLM.step")
+        if self._ring is None:  # a conversation starts: its batch size is now fixed
+            self._ring = ring
+            # a windowed stack steps as one compiled graph over fixed-size rings
+            self._kv = (self.transformer.make_ring_cache() if self.spec.context is not None
+                        else self.transformer.make_cache())
+        inp = ring.feed(user)
         hidden, text_logits = self.forward_text(mx.array(inp.astype(np.int32))[:, :, None],
                                                 cache=self._kv, offset=ring.offset)
-        text, audio = self._frame_tokens(hidden[:, 0], text_logits[:, 0], sampler)
+        if sampler is greedy:  # a pure function of its inputs: the frame compiles as a whole
+            if self._greedy_frame is None:
+                self._greedy_frame = mx.compile(self._greedy_tokens, inputs=self.state)
+            text, audio = self._greedy_frame(hidden[:, 0], text_logits[:, 0])
+        else:
+            text, audio = self._frame_tokens(hidden[:, 0], text_logits[:, 0], sampler)
         mx.eval(text, audio)
         return ring.push(np.array(text), np.array(audio))
 
@@ -184,6 +203,9 @@ class MoshiLM(Streaming, nn.Module):
             token = sampler(logits.astype(mx.float32), "audio")
             audio.append(token)
         return text, mx.stack(audio, axis=1)
+
+    def _greedy_tokens(self, hidden: mx.array, text_logits: mx.array) -> tuple[mx.array, mx.array]:
+        return self._frame_tokens(hidden, text_logits, greedy)
 
     def generate(self, user_codes: mx.array | np.ndarray, *,
                  sampler: Sampler | None = None) -> tuple[np.ndarray, np.ndarray]:

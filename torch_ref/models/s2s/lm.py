@@ -135,11 +135,12 @@ class MoshiLM(Streaming, nn.Module):
         sampler = greedy if sampler is None else sampler
         user = (user_codes.detach().cpu().numpy() if isinstance(user_codes, torch.Tensor)
                 else np.asarray(user_codes))
-        if self._ring is None:
-            self._ring = TokenRing(self.spec, user.shape[0] if user.ndim else 0)
+        ring = self._ring or TokenRing(self.spec, user.shape[0] if user.ndim else 1)
+        user = ring.check_user(user, "MoshiLM.step")
+        if self._ring is None:  # a conversation starts: its batch size is now fixed
+            self._ring = ring
             self._kv = self.transformer.make_cache()
-        ring = self._ring
-        inp = ring.feed(ring.check_user(user, "MoshiLM.step"))
+        inp = ring.feed(user)
         hidden, text_logits = self.forward_text(torch.from_numpy(inp)[:, :, None],
                                                 cache=self._kv, offset=ring.offset)
         text, audio = self._frame_tokens(hidden[:, 0], text_logits[:, 0], sampler)
