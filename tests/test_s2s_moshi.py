@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import mlx_speech
+import mlx_speech.errors
 import torch_ref
 from mlx_speech.errors import CheckpointError, SpecError
 from mlx_speech.models.s2s.lm_formats import read_moshi_lm, recognise
@@ -132,8 +133,10 @@ def test_teacher_forced_logits_match_moshi(tiny_folder):
     print(f"max |logit diff| vs moshi: mlx {errs[:2]}, torch_ref {errs[2:]}")
 
 
-def test_greedy_generation_matches_lmgen(tiny_folder):
-    lm, spec, _, ours, tref = tiny_folder
+@pytest.fixture(scope="module")
+def lmgen_frames(tiny_folder):
+    """A user stream and moshi ``LMGen``'s greedy answer, ``(1, 1 + dep_q, STEPS - max_delay)``."""
+    lm, spec, _, _, _ = tiny_folder
     user = np.random.default_rng(1).integers(0, spec.card, (1, spec.user_codebooks, STEPS))
     gen, frames = LMGen(lm, use_sampling=False), []
     with no_compile(), gen.streaming(1):
@@ -141,9 +144,15 @@ def test_greedy_generation_matches_lmgen(tiny_folder):
             out = gen.step(torch.from_numpy(user[:, :, t: t + 1]))
             if out is not None:
                 frames.append(out[:, :, 0].numpy())
-    ref = np.stack(frames, axis=-1)  # (1, 1 + dep_q, STEPS - max_delay)
+    ref = np.stack(frames, axis=-1)
     assert ref.shape[-1] == STEPS - spec.max_delay
     assert len(np.unique(ref[:, 0])) > 3  # the stream is not stuck on one token
+    return user, ref
+
+
+def test_greedy_generation_matches_lmgen(tiny_folder, lmgen_frames):
+    _, spec, _, ours, tref = tiny_folder
+    user, ref = lmgen_frames
     for name, model in (("mlx", ours), ("torch_ref", tref)):
         text, audio = model.generate(user)
         np.testing.assert_array_equal(text, ref[:, 0], err_msg=f"{name} text tokens")
@@ -153,6 +162,36 @@ def test_greedy_generation_matches_lmgen(tiny_folder):
         assert steps[: spec.max_delay] == [None] * spec.max_delay
         np.testing.assert_array_equal(np.stack([s[0] for s in steps[spec.max_delay:]], -1),
                                       ref[:, 0], err_msg=f"{name} step()")
+
+
+def test_generate_file_matches_lmgen(tmp_path, tiny_folder, lmgen_frames):
+    from mlx_speech.io.codes import load_codes, save_codes
+    from mlx_speech.pipelines.s2s import generate_file, read_generated
+
+    _, spec, folder, _, _ = tiny_folder
+    user, ref = lmgen_frames
+    extra = np.zeros((1, 1, STEPS), np.int64)  # a codebook beyond the LM's: ignored, as LMGen
+    src = save_codes(tmp_path / "user.safetensors", np.concatenate([user, extra], 1),
+                     model="mimi", sample_rate=24000, frame_rate=12.5, codebook_size=spec.card,
+                     num_samples=STEPS * 1920)
+    summary = generate_file(folder, src, tmp_path / "out.safetensors", greedy=True)
+    assert summary["frames"] == STEPS - spec.max_delay
+    codes, text = read_generated(tmp_path / "out.safetensors")
+    np.testing.assert_array_equal(text, ref[:, 0])
+    np.testing.assert_array_equal(codes.codes, ref[:, 1:])
+    assert (codes.model, codes.frame_rate, codes.codebook_size) == ("mimi", 12.5, spec.card)
+    assert load_codes(tmp_path / "out.safetensors").num_codebooks == spec.dep_q
+    bad = save_codes(tmp_path / "bad.safetensors", user, model="mimi", sample_rate=24000,
+                     frame_rate=12.5, codebook_size=spec.card + 1, num_samples=0)
+    for args, words in (((folder, bad, tmp_path / "o.safetensors"), "codes"),
+                        ((folder, src, tmp_path), "folder"),
+                        ((folder, src, tmp_path / "o.wav"), "written as"),
+                        ((tmp_path / "user.safetensors", src, tmp_path / "o.safetensors"),
+                         "not a recognised")):
+        with pytest.raises(mlx_speech.errors.UserError, match=words) as exc:
+            generate_file(*args)
+        assert "\n" not in str(exc.value)
+    assert not (tmp_path / "o.safetensors").exists()
 
 
 @pytest.mark.parametrize("changes, released", [(VARIANT, False), (SCHEDULE, True)],
