@@ -14,9 +14,12 @@ run in:
 Sizes (``--sizes``): ``tiny`` (the test preset) and ``small`` (a 8 + 4 layer LM of width
 512 / 256 with moshiko's 16 codebooks of 2048 and 32000 text tokens). Reported per size:
 milliseconds per step (best of ``--rounds`` interleaved rounds of the median over the
-steps) and ``mlx_over_moshi`` (target: <= 1.2). torch uses every core, as MLX does.
+steps) and ``mlx_over_moshi`` (target: <= 1.2). torch runs ``--torch-threads`` (1) intra-op
+threads: a step's products have one row, and on a shared CPU extra torch threads spin-wait
+rather than help (``0``: every core).
 
-Usage: ``python bench/s2s.py [--steps 40] [--rounds 3] [--sizes tiny,small]``.
+Usage: ``python bench/s2s.py [--steps 40] [--rounds 3] [--sizes tiny,small]
+[--torch-threads 1]``.
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sizes", default="tiny,small")
-    ap.add_argument("--torch-threads", type=int, default=0,
+    ap.add_argument("--torch-threads", type=int, default=1,
                     help="torch intra-op threads (0: every core)")
     args = ap.parse_args(argv)
     try:
