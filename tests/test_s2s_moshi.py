@@ -119,6 +119,20 @@ def test_moshiko_preset_is_moshis_default_config():
     assert moshiko().main_ffn_hidden == 11264 and moshiko().depformer_ffn_hiddens == [2816] * 8
 
 
+def test_key_map_covers_moshiko_exactly():
+    """The 7B's state dict, built on the meta device (no memory), in the released spelling:
+    every key and shape is the rename list's."""
+    from moshi.models.lm import LMModel
+
+    from mlx_speech.models.s2s.moshi_keys import moshi_key_map
+
+    lm = LMModel(device="meta", dtype=torch.bfloat16, **loaders._lm_kwargs)
+    shapes = {k: tuple(v.shape) for k, v in released_spelling(lm.state_dict()).items()}
+    km = moshi_key_map(moshiko())
+    assert shapes == {k: shape for k, (shape, _) in km.renames.items()}
+    assert not km.dropped and len(km.ours()) == 1 + 16 + 32 * 9 + 1 + 1 + 8 + 7 + 1 + 6 * 8 * 7 + 6 * 2 + 8
+
+
 def test_teacher_forced_logits_match_moshi(tiny_folder):
     lm, spec, folder, ours, tref = tiny_folder
     assert recognise(folder) and recognise(folder / "model.safetensors")
