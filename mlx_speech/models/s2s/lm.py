@@ -53,7 +53,7 @@ from mlx_speech.layers.norms import make_norm
 from mlx_speech.layers.transformer import Transformer
 from mlx_speech.models.s2s.depformer import Depformer, TokenEmbedding, sin_embedding
 from mlx_speech.models.s2s.lm_spec import NORMS, MoshiLMSpec
-from mlx_speech.models.s2s.lm_stream import TokenRing, check_codes, delay_codes
+from mlx_speech.models.s2s.lm_stream import Conversation, TokenRing, check_codes, delay_codes
 from mlx_speech.utils.streaming import Streaming
 
 Sampler = Callable[[mx.array, str], mx.array]
@@ -102,10 +102,9 @@ class MoshiLM(Streaming, nn.Module):
         self.reset_state()
 
     def _reset_own_state(self) -> None:
-        self._kv: list[KVCache] | RingKVCache | None = None
-        self._ring: TokenRing | None = None
-        # compiled per conversation, so a model changed in between (quantized) is retraced
-        self._greedy_frame = None
+        # the compiled frame lives here too: traced again for each conversation, so a model
+        # changed in between (quantized) is traced as it now is
+        self._conv: Conversation | None = None
 
     # -- the two transformers ----------------------------------------------------------------
     def forward_text(self, tokens: mx.array, cache: list[KVCache] | RingKVCache | None = None,
@@ -173,20 +172,21 @@ class MoshiLM(Streaming, nn.Module):
         steps. The batch size is fixed by the first step of a conversation."""
         sampler = greedy if sampler is None else sampler
         user = np.asarray(user_codes)
-        ring = self._ring or TokenRing(self.spec, user.shape[0] if user.ndim else 1)
+        conv = self._conv
+        ring = conv.ring if conv else TokenRing(self.spec, user.shape[0] if user.ndim else 1)
         user = ring.check_user(user, "MoshiLM.step")
-        if self._ring is None:  # a conversation starts: its batch size is now fixed
-            self._ring = ring
+        if conv is None:  # a conversation starts: its batch size is now fixed
             # a windowed stack steps as one compiled graph over fixed-size rings
-            self._kv = (self.transformer.make_ring_cache() if self.spec.context is not None
-                        else self.transformer.make_cache())
+            conv = self._conv = Conversation(ring, self.transformer.make_ring_cache()
+                                             if self.spec.context is not None
+                                             else self.transformer.make_cache())
         inp = ring.feed(user)
         hidden, text_logits = self.forward_text(mx.array(inp.astype(np.int32))[:, :, None],
-                                                cache=self._kv, offset=ring.offset)
+                                                cache=conv.kv, offset=ring.offset)
         if sampler is greedy:  # a pure function of its inputs: the frame compiles as a whole
-            if self._greedy_frame is None:
-                self._greedy_frame = mx.compile(self._greedy_tokens, inputs=self.state)
-            text, audio = self._greedy_frame(hidden[:, 0], text_logits[:, 0])
+            if conv.frame is None:
+                conv.frame = mx.compile(self._greedy_tokens, inputs=self.state)
+            text, audio = conv.frame(hidden[:, 0], text_logits[:, 0])
         else:
             text, audio = self._frame_tokens(hidden[:, 0], text_logits[:, 0], sampler)
         mx.eval(text, audio)

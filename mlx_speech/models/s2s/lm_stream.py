@@ -20,6 +20,9 @@ channel, so own audio comes out aligned with the text.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import numpy as np
 
 from mlx_speech.errors import CodesError
@@ -122,3 +125,14 @@ class TokenRing:
         if arr.size and arr.max() >= s.card:
             raise CodesError(f"{who}: user code {int(arr.max())} is outside 0..{s.card - 1}")
         return arr
+
+
+@dataclasses.dataclass
+class Conversation:
+    """One generation stream's state: its token ring, the temporal transformer's caches and
+    (MLX, greedy) the compiled frame. One object, not containers on the module, so MLX does
+    not take the caches for module state."""
+
+    ring: TokenRing
+    kv: Any
+    frame: Any = None

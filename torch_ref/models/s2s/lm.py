@@ -17,7 +17,7 @@ from torch import nn
 
 from mlx_speech.errors import CodesError
 from mlx_speech.models.s2s.lm_spec import NORMS, MoshiLMSpec
-from mlx_speech.models.s2s.lm_stream import TokenRing, check_codes, delay_codes
+from mlx_speech.models.s2s.lm_stream import Conversation, TokenRing, check_codes, delay_codes
 from mlx_speech.utils.streaming import Streaming
 from torch_ref.layers.kv_cache import KVCache
 from torch_ref.layers.norms import make_norm
@@ -73,8 +73,7 @@ class MoshiLM(Streaming, nn.Module):
         self.reset_state()
 
     def _reset_own_state(self) -> None:
-        self._kv: list[KVCache] | None = None
-        self._ring: TokenRing | None = None
+        self._conv: Conversation | None = None
 
     # -- the two transformers ----------------------------------------------------------------
     def forward_text(self, tokens: torch.Tensor, cache: list[KVCache] | None = None,
@@ -135,14 +134,14 @@ class MoshiLM(Streaming, nn.Module):
         sampler = greedy if sampler is None else sampler
         user = (user_codes.detach().cpu().numpy() if isinstance(user_codes, torch.Tensor)
                 else np.asarray(user_codes))
-        ring = self._ring or TokenRing(self.spec, user.shape[0] if user.ndim else 1)
+        conv = self._conv
+        ring = conv.ring if conv else TokenRing(self.spec, user.shape[0] if user.ndim else 1)
         user = ring.check_user(user, "MoshiLM.step")
-        if self._ring is None:  # a conversation starts: its batch size is now fixed
-            self._ring = ring
-            self._kv = self.transformer.make_cache()
+        if conv is None:  # a conversation starts: its batch size is now fixed
+            conv = self._conv = Conversation(ring, self.transformer.make_cache())
         inp = ring.feed(user)
         hidden, text_logits = self.forward_text(torch.from_numpy(inp)[:, :, None],
-                                                cache=self._kv, offset=ring.offset)
+                                                cache=conv.kv, offset=ring.offset)
         text, audio = self._frame_tokens(hidden[:, 0], text_logits[:, 0], sampler)
         return ring.push(text.numpy(), audio.numpy())
 
