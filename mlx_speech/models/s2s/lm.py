@@ -23,8 +23,9 @@ Two ways to run it:
   ``delays[k]`` frames), as moshi returns them;
 - generation, :meth:`MoshiLM.step` (one user frame in, the model's text token and own audio
   codes out, with moshi ``LMGen``'s delay handling, :mod:`.lm_stream`) and
-  :meth:`MoshiLM.generate` (a whole user stream). State (KV caches, the token ring) lives in
-  ``_`` attributes; ``reset_state()`` starts a new conversation.
+  :meth:`MoshiLM.generate` (a whole user stream); tokens come back as numpy int32. A
+  conversation's state (token ring, KV caches) is one ``_conv``
+  (:class:`~.lm_stream.Conversation`); ``reset_state()`` starts a new conversation.
 
 Token choice: ``sampler(logits (B, V) float32, stream) -> (B,) int32`` with ``stream``
 ``"text"`` or ``"audio"``; the default, :func:`greedy`, is moshi's ``use_sampling=False``.
