@@ -55,8 +55,13 @@ class CodesFile:
 
 def save_codes(path: str | Path, codes: np.ndarray, *, model: str, sample_rate: int,
                frame_rate: float, codebook_size: int, num_samples: int,
-               source: str = "") -> Path:
-    """Write ``codes (B, K, F)`` with their metadata, atomically; returns the path."""
+               source: str = "", extra: dict[str, np.ndarray] | None = None,
+               extra_metadata: dict[str, str] | None = None) -> Path:
+    """Write ``codes (B, K, F)`` with their metadata, atomically; returns the path.
+
+    ``extra``: other integer tensors stored beside ``codes`` (a speech LM's text tokens), with
+    ``extra_metadata`` describing them; :func:`load_codes` ignores both, so the file still
+    decodes as plain codes."""
     from safetensors.numpy import save_file  # noqa: PLC0415
 
     arr = np.asarray(codes)
@@ -68,11 +73,22 @@ def save_codes(path: str | Path, codes: np.ndarray, *, model: str, sample_rate: 
             "sample_rate": str(int(sample_rate)), "frame_rate": repr(float(frame_rate)),
             "num_codebooks": str(arr.shape[1]), "codebook_size": str(int(codebook_size)),
             "num_samples": str(int(num_samples)), "source": str(source)}
+    extra = dict(extra or {})
+    if "codes" in extra or set(extra_metadata or {}) & set(meta):
+        raise CodesError("save_codes: extra tensors / metadata may not replace the codes' own")
+    for name, value in extra.items():
+        extra[name] = np.asarray(value)
+        if not np.issubdtype(extra[name].dtype, np.integer):
+            raise CodesError(f"save_codes: extra tensor {name!r} must be integers, got "
+                             f"{extra[name].dtype}")
+    meta.update({k: str(v) for k, v in (extra_metadata or {}).items()})
     p = Path(path)
     if p.is_dir():
         raise CodesError(f"save_codes: destination is a directory: {p}")
     with atomic_path(p, suffix=".safetensors") as tmp:
-        save_file({"codes": np.ascontiguousarray(arr, dtype=np.int32)}, str(tmp), metadata=meta)
+        tensors = {name: np.ascontiguousarray(v, dtype=np.int32) for name, v in extra.items()}
+        save_file({"codes": np.ascontiguousarray(arr, dtype=np.int32), **tensors}, str(tmp),
+                  metadata=meta)
     return p
 
 
