@@ -383,6 +383,41 @@ def s2s_convert(src: Path, dst: Path, weights: Path, codec_weights: Path | None,
                        notice=_notice), as_json)
 
 
+@s2s_group.command("generate")
+@click.option("--weights", type=click.Path(path_type=Path), required=True,
+              help="A moshi LM folder (model.safetensors + config.json) or our moshi_lm file.")
+@click.option("--user-codes", type=click.Path(path_type=Path), required=True,
+              help="The user's codes file, (1, n_q - dep_q, T) (e.g. from `codec encode`).")
+@click.option("--output", "-o", "dst", type=click.Path(path_type=Path), required=True,
+              help="Codes file to write (.safetensors): the model's audio codes + text tokens.")
+@click.option("--greedy/--sample", default=True, show_default=True,
+              help="Most likely tokens (moshi's LMGen without sampling) or sampled ones.")
+@click.option("--temperature", type=click.FloatRange(0.0), default=0.8, show_default=True,
+              help="With --sample: audio temperature.")
+@click.option("--text-temperature", type=click.FloatRange(0.0), default=0.7, show_default=True,
+              help="With --sample: text temperature.")
+@click.option("--top-k", type=click.IntRange(0), default=250, show_default=True,
+              help="With --sample: keep the k most likely tokens (0: all).")
+@click.option("--top-p", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def s2s_generate(weights: Path, user_codes: Path, dst: Path, greedy: bool, temperature: float,
+                 text_temperature: float, top_k: int, top_p: float, seed: int,
+                 no_progress: bool, as_json: bool) -> None:
+    """The Moshi-style LM's answer to a user's codes: one model step per frame."""
+    from mlx_speech.pipelines.s2s import generate_file  # noqa: PLC0415
+
+    sampler = None
+    if not greedy:
+        from mlx_speech.models.s2s.sampling import make_sampler  # noqa: PLC0415
+
+        sampler = make_sampler(temperature=temperature, text_temperature=text_temperature,
+                               top_k=top_k, top_p=top_p, seed=seed)
+    _emit(generate_file(weights, user_codes, dst, greedy=greedy, sampler=sampler,
+                        progress=not (no_progress or as_json)), as_json)
+
+
 @cli.group(cls=_Group, name="codec")
 def codec_group() -> None:
     """Neural audio codecs (mimi, mimi9, dac, bsq-vit, ...): audio <-> codes files."""

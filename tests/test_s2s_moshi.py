@@ -207,6 +207,31 @@ def test_generate_file_matches_lmgen(tmp_path, tiny_folder, lmgen_frames):
         assert "\n" not in str(exc.value)
     assert not (tmp_path / "o.safetensors").exists()
 
+    # the same through `mlx-speech s2s generate`, and a seeded sampled run that repeats
+    from click.testing import CliRunner
+
+    from cli import cli
+
+    res = CliRunner().invoke(cli, ["s2s", "generate", "--weights", str(folder), "--user-codes",
+                                   str(src), "--greedy", "-o", str(tmp_path / "cli.safetensors"),
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    codes, text = read_generated(tmp_path / "cli.safetensors")
+    np.testing.assert_array_equal(text, ref[:, 0])
+    np.testing.assert_array_equal(codes.codes, ref[:, 1:])
+    runs = []
+    for name in ("s1", "s2"):
+        res = CliRunner().invoke(cli, ["s2s", "generate", "--weights", str(folder), "--user-codes",
+                                       str(src), "--sample", "--seed", "3", "--top-k", "5", "-o",
+                                       str(tmp_path / f"{name}.safetensors"), "--no-progress"])
+        assert res.exit_code == 0, res.output
+        runs.append(read_generated(tmp_path / f"{name}.safetensors"))
+    np.testing.assert_array_equal(runs[0][0].codes, runs[1][0].codes)
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    res = CliRunner().invoke(cli, ["s2s", "generate", "--weights", str(folder), "--user-codes",
+                                   str(bad), "-o", str(tmp_path / "x.safetensors")])
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1, res.output
+
 
 @pytest.mark.parametrize("changes, released", [(VARIANT, False), (SCHEDULE, True)],
                          ids=["norms-mlp-sin-gqa-bias-heads", "schedule"])

@@ -67,3 +67,22 @@ def sample(logits: mx.array, *, temperature: float = 1.0, top_k: int = 0, top_p:
         return sample_with_uniform(logits, logits, temperature=0.0, top_k=top_k, top_p=top_p)
     u = mx.random.uniform(shape=logits.shape, key=key)
     return sample_with_uniform(logits, u, temperature=temperature, top_k=top_k, top_p=top_p)
+
+
+def make_sampler(*, temperature: float, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
+                 text_temperature: float | None = None):
+    """A seeded ``sampler(logits (B, V), stream) -> (B,) int32`` for step-wise generation
+    (``MoshiLM.step`` / ``generate``): each call draws with the next key of a chain started at
+    ``seed``, so a run repeats exactly. ``text_temperature`` (default ``temperature``) applies
+    to the ``"text"`` stream, as moshi's ``temp_text``."""
+    check_sampling(temperature, top_k, top_p)
+    t_text = temperature if text_temperature is None else text_temperature
+    check_sampling(t_text, top_k, top_p)
+    state = {"key": mx.random.key(seed)}
+
+    def sampler(logits: mx.array, stream: str) -> mx.array:
+        state["key"], key = mx.random.split(state["key"])
+        t = t_text if stream == "text" else temperature
+        return sample(logits, temperature=t, top_k=top_k, top_p=top_p, key=key)
+
+    return sampler
