@@ -42,9 +42,9 @@ One short ``generate`` per framework runs first (first-call allocations and lazy
 torch runs ``--torch-threads`` (1) intra-op threads: a step's products have one row, and on a
 shared CPU extra torch threads spin-wait rather than help (``0``: every core). For the same
 reason the ``encdec`` workload runs MLX's OpenBLAS (Linux) on ``--blas-threads`` (1; ``0``:
-OpenBLAS's own count): on the shared 2-core machine two BLAS threads made the ``s2s_base``
-encoder bimodal, ~0.1 s or ~1.2 s a call (``mlx_blas_threads`` in the JSON: the count used,
-null where MLX does not use OpenBLAS).
+OpenBLAS's own count): on a shared machine two BLAS threads left the ``s2s_base`` encoder's
+time bimodal, one sibling spin-waiting for the other (docs/performance.md). ``mlx_blas_threads``
+in the JSON is the count used, null where MLX does not use OpenBLAS.
 
 Usage: ``python bench/s2s.py [--workloads lm,encdec] [--steps 40] [--rounds 3]
 [--sizes tiny,small] [--encdec-sizes s2s_tiny,s2s_base] [--frames 100] [--torch-threads 1]
