@@ -103,7 +103,7 @@ def test_task_specs_are_strict():
         task({"dims": 3})
     assert isinstance(task({"dim": 32, "num_heads": 4}).spec, MelDenoiserSpec)
     assert isinstance(get_task("mel_denoise_gan", "torch")({}).spec, MelDenoiseGANSpec)
-    with pytest.raises(SpecError, match="unknown task 'nope'; registered: bsq_vit, dac, hifigan, mel_denoise, mel_denoise_gan, miipher2_adapters, miipher2_vocoder, mimi9, s2s"):
+    with pytest.raises(SpecError, match="unknown task 'nope'; registered: bsq_vit, dac, hifigan, mel_denoise, mel_denoise_gan, miipher2_adapters, miipher2_vocoder, mimi9, s2s, s2s_lm"):
         get_task("nope", "mlx")
 
 

@@ -10,8 +10,10 @@ Pair manifest (JSONL, one pair per line; paths relative to the manifest's folder
 
 ``path`` is the input audio and ``target`` the output audio (both required); ``speaker``,
 ``emotion`` and ``language`` are optional integer ids below the model's ``num_speakers`` /
-``num_emotions`` / ``num_languages`` (absent: no condition for that pair); ``text`` is kept
-but unused by the encoder-decoder; ``duration`` (input seconds) is read from the header when
+``num_emotions`` / ``num_languages`` (absent: no condition for that pair); ``text`` (what the
+target says) and ``words`` (its ``[[word, start_s, end_s], ...]`` timings in the target, as the
+offline corpus manifests have them) are kept for the Moshi-style LM's inner monologue
+(:mod:`mlx_speech.train.s2s_lm_data`) and unused by the encoder-decoder; ``duration`` (input seconds) is read from the header when
 absent. Any other key is an error naming the line.
 
 Codes cache: every audio file (inputs and targets alike, so a file in several pairs is coded
@@ -48,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from mlx_speech.data.loader import Batch
-from mlx_speech.data.manifest import DataError, Item, with_audio_info
+from mlx_speech.data.manifest import DataError, Item, _timings, with_audio_info
 from mlx_speech.data.sampler import Corpus
 from mlx_speech.errors import CheckpointError, CodesError, SpecError
 from mlx_speech.models.s2s import encdec_pattern as pat
@@ -59,7 +61,7 @@ from mlx_speech.utils.atomic import atomic_path
 
 CACHE_VERSION = 1
 CONDITIONS = ("speaker", "emotion", "language")
-_KEYS = {"path", "target", "text", "duration", *CONDITIONS}
+_KEYS = {"path", "target", "text", "words", "duration", *CONDITIONS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +101,9 @@ def _pair(obj: Any, root: Path, where: str) -> PairItem:
     if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
                                  or duration <= 0):
         raise DataError(f"{where}: 'duration' must be a positive number, got {duration!r}")
-    return PairItem(path=paths["path"], target=paths["target"], text=text,
+    words = obj.get("words")
+    words = None if words is None else _timings(words, f"{where}: 'words'")
+    return PairItem(path=paths["path"], target=paths["target"], text=text, words=words,
                     duration=None if duration is None else float(duration), where=where, **ids)
 
 

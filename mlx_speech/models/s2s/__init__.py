@@ -11,7 +11,8 @@ loads moshi's LM checkpoints. Files: ``lm_spec.py`` (MoshiLMSpec, presets ``mosh
 ``tiny``), ``lm_stream.py`` (the acoustic delay pattern, framework-free), ``lm.py`` /
 ``depformer.py`` (MLX; torch_ref mirrors them under ``torch_ref/models/s2s/``),
 ``moshi_keys.py`` (moshi's key map), ``lm_formats.py`` (what a moshi folder is, framework-free),
-``lm_load.py`` (MLX loading, ``save_moshi_lm``).
+``lm_load.py`` (MLX loading, ``save_moshi_lm``), ``lm_train_spec.py`` (the ``s2s_lm`` task's
+recipe, the task being ``train/tasks_s2s_lm.py`` over ``train/s2s_lm_data.py``).
 
 This ``__init__`` only registers the family; it imports no framework.
 """
@@ -32,6 +33,10 @@ register_family(
                     mlx="mlx_speech.models.s2s.lm_load:load_moshi_lm",
                     torch="torch_ref.models.s2s.lm_load:load_moshi_lm_torch"),),
     tasks={"s2s": {"mlx": "mlx_speech.train.tasks_s2s:S2STask",
-                   "torch": "torch_ref.train.tasks_s2s:S2STask"}},
-    targets={"s2s": ("s2s", "s2s_base.yaml"), "s2s_tiny": ("s2s", "s2s_tiny.yaml")},
+                   "torch": "torch_ref.train.tasks_s2s:S2STask"},
+           "s2s_lm": {"mlx": "mlx_speech.train.tasks_s2s_lm:S2SLMTask",
+                      "torch": "torch_ref.train.tasks_s2s_lm:S2SLMTask"}},
+    targets={"s2s": ("s2s", "s2s_base.yaml"), "s2s_tiny": ("s2s", "s2s_tiny.yaml"),
+             "s2s_lm": ("s2s_lm", "s2s_lm_small.yaml"),
+             "s2s_lm_tiny": ("s2s_lm", "s2s_lm_tiny.yaml")},
 )

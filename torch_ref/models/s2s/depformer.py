@@ -19,6 +19,19 @@ from torch_ref.layers.norms import LayerNorm, LayerScale, make_norm
 ZERO_TOKEN = -1
 
 
+class ConcatKVCache(KVCache):
+    """A frame's depformer cache that appends by concatenation: autograd then sees no buffer
+    modified in place, so teacher-forced training backpropagates through the steps (MLX
+    arrays are immutable, so the MLX cache needs no twin)."""
+
+    def _append_unbounded(self, k: torch.Tensor,
+                          v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._keys is not None:
+            k, v = torch.cat([self._keys, k], dim=2), torch.cat([self._values, v], dim=2)
+        self._keys, self._values, self._length = k, v, k.shape[2]
+        return k, v
+
+
 class TokenEmbedding(nn.Module):
     """``ids (...)`` int -> ``(..., dim)``; ``-1`` gives zeros, other negatives row 0;
     ``norm=True`` puts a LayerNorm after the lookup."""
@@ -104,8 +117,11 @@ class Depformer(nn.Module):
         self.layers = nn.ModuleList([DepformerLayer(spec)
                                      for _ in range(spec.depformer_num_layers)])
 
-    def make_cache(self) -> list[KVCache]:
-        return [KVCache(context=None, step=self.spec.dep_q) for _ in self.layers]
+    def make_cache(self, *, differentiable: bool = False) -> list[KVCache]:
+        """One empty cache per layer for the ``dep_q`` steps of one frame; ``differentiable``
+        for teacher forcing with gradients (the inference cache writes in place)."""
+        cls = ConcatKVCache if differentiable else KVCache
+        return [cls(context=None, step=self.spec.dep_q) for _ in self.layers]
 
     def forward(self, x: torch.Tensor, step: int, cache: list[KVCache]) -> torch.Tensor:
         s = self.spec

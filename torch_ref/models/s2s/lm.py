@@ -105,7 +105,7 @@ class MoshiLM(Streaming, nn.Module):
         B, S, D = hidden.shape
         flat_h = hidden.reshape(B * S, D)
         flat_t = tokens.transpose(1, 2).reshape(B * S, -1)
-        cache = self.depformer.make_cache()
+        cache = self.depformer.make_cache(differentiable=torch.is_grad_enabled())
         logits = [self.depformer_logits(k, flat_t[:, k], flat_h, cache)
                   for k in range(self.spec.dep_q)]
         return torch.stack(logits, dim=1).reshape(B, S, self.spec.dep_q, -1).transpose(1, 2)
