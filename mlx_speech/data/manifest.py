@@ -21,14 +21,16 @@ import csv
 import dataclasses
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import soundfile as sf
 
 from mlx_speech.errors import UserError
 from mlx_speech.utils.atomic import atomic_write_text
+
+T = TypeVar("T")
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 _KNOWN_KEYS = {"path", "text", "lang", "speaker", "duration", "sample_rate", "phones", "words",
@@ -121,12 +123,15 @@ def _item_from_json(obj: Any, root: Path, where: str) -> Item:
     )
 
 
-def read_manifest(path: str | os.PathLike) -> list[Item]:
-    """Items of a JSONL manifest; blank lines are skipped."""
+def read_jsonl(path: str | os.PathLike, parse: Callable[[Any, Path, str], T], *,
+               what: str = "manifest", unit: str = "items") -> list[T]:
+    """``parse(obj, folder, where)`` of every line of a JSONL file (blank lines skipped);
+    ``where`` is ``file:line`` for messages. Missing file, bad JSON and an empty file are one
+    DataError line naming ``what``."""
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"manifest not found: {p}")
-    items = []
+        raise DataError(f"{what} not found: {p}")
+    out = []
     with open(p, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
@@ -135,10 +140,15 @@ def read_manifest(path: str | os.PathLike) -> list[Item]:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{p}:{n}: invalid JSON ({exc.msg})") from None
-            items.append(_item_from_json(obj, p.parent, f"{p}:{n}"))
-    if not items:
-        raise DataError(f"manifest {p} has no items")
-    return items
+            out.append(parse(obj, p.parent, f"{p}:{n}"))
+    if not out:
+        raise DataError(f"{what} {p} has no {unit}")
+    return out
+
+
+def read_manifest(path: str | os.PathLike) -> list[Item]:
+    """Items of a JSONL manifest; blank lines are skipped."""
+    return read_jsonl(path, _item_from_json)
 
 
 def write_manifest(path: str | os.PathLike, items: Iterable[Item]) -> Path:

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from mlx_speech.data.loader import Batch
-from mlx_speech.data.manifest import DataError, Item, _timings, with_audio_info
+from mlx_speech.data.manifest import DataError, Item, _timings, read_jsonl, with_audio_info
 from mlx_speech.data.sampler import Corpus
 from mlx_speech.errors import CheckpointError, CodesError, SpecError
 from mlx_speech.models.s2s import encdec_pattern as pat
@@ -109,22 +109,7 @@ def _pair(obj: Any, root: Path, where: str) -> PairItem:
 
 def read_pairs(path: str | os.PathLike) -> list[PairItem]:
     """Pairs of a JSONL pair manifest (module docstring); blank lines are skipped."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"pair manifest not found: {p}")
-    pairs = []
-    with open(p, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{p}:{n}: invalid JSON ({exc.msg})") from None
-            pairs.append(_pair(obj, p.parent, f"{p}:{n}"))
-    if not pairs:
-        raise DataError(f"pair manifest {p} has no pairs")
-    return pairs
+    return read_jsonl(path, _pair, what="pair manifest", unit="pairs")
 
 
 def _load(sources: list[Any], spec: Any) -> tuple[list[PairItem], list[int]]:
@@ -242,6 +227,41 @@ class CodesCache:
 
 
 # --- the task's neutral half ------------------------------------------------------------------
+def cache_root(cache_dir: str | None, out_dir: Path) -> Path:
+    """The codes cache of a run: the recipe's ``cache_dir``, else ``<out_dir>/codes``."""
+    return Path(cache_dir) if cache_dir else Path(out_dir) / "codes"
+
+
+def fill_cache(cache: CodesCache, audios: list[str], *, codebook_size: int,
+               progress: bool = False) -> None:
+    """Code ``audios`` with the MLX codec into ``cache`` (looked up by name, so this neutral
+    module and torch_ref, which imports it, do not depend on MLX)."""
+    try:
+        encode = resolve("mlx_speech.train.s2s_encode:encode_into_cache")
+    except ModuleNotFoundError as exc:
+        raise SpecError(f"codes cache {cache.dir} lacks {len(audios)} audio files and the MLX "
+                        f"codec cannot run here ({exc}); build the cache with an MLX run and "
+                        f"copy it over") from None
+    encode(cache, audios, codebook_size=codebook_size, progress=progress)
+
+
+def fitting_pairs(corpus: Corpus, cache: CodesCache, fits: Any, *, codebook_size: int,
+                  progress: bool = False) -> tuple[Corpus, list[PairItem], int]:
+    """Every pair's audio coded into ``cache`` (the missing ones now), then the corpus of the
+    pairs ``fits(pair)`` keeps: ``(corpus, its training pairs, pairs dropped)``."""
+    pairs = [*corpus.items, *corpus.val_items]
+    missing = cache.missing([p for it in pairs for p in (it.path, it.target)])
+    if missing:
+        fill_cache(cache, missing, codebook_size=codebook_size, progress=progress)
+    keep = [fits(it) for it in corpus.items]
+    items = [it for it, ok in zip(corpus.items, keep) if ok]
+    val = [it for it in corpus.val_items if fits(it)]
+    skipped = len(keep) - len(items) + len(corpus.val_items) - len(val)
+    return (dataclasses.replace(corpus, items=items, val_items=val,
+                                source_of=corpus.source_of[np.flatnonzero(keep)]),
+            items, skipped)
+
+
 class S2STaskBase(Task):
     """Inputs of one step (module docstring); the framework halves add ``build`` and ``loss``."""
 
@@ -270,34 +290,16 @@ class S2STaskBase(Task):
                     raise DataError(f"{it.where}: {name} {v} is out of range: the model has "
                                     f"{count} (model.arch.num_{name}s)")
         a = self.arch
-        root = Path(self.spec.cache_dir) if self.spec.cache_dir else self.out_dir / "codes"
-        self.cache = CodesCache(root, codec=a.codec, weights=a.codec_weights,
+        self.cache = CodesCache(cache_root(self.spec.cache_dir, self.out_dir), codec=a.codec,
+                                weights=a.codec_weights,
                                 num_codebooks=max(a.in_codebooks, a.out_codebooks))
-        pairs = [*corpus.items, *corpus.val_items]
-        missing = self.cache.missing([p for it in pairs for p in (it.path, it.target)])
-        if missing:
-            self.fill(missing, progress=progress)
-        keep = [self.fits(it) for it in corpus.items]
-        items = [it for it, ok in zip(corpus.items, keep) if ok]
-        val = [it for it in corpus.val_items if self.fits(it)]
-        self.skipped = len(keep) - len(items) + len(corpus.val_items) - len(val)
+        out, items, self.skipped = fitting_pairs(corpus, self.cache, self.fits,
+                                                 codebook_size=a.codebook_size, progress=progress)
         self.pairs = len(items)
         if not items:
             raise DataError(f"no training pair fits model.max_in_frames {self.spec.max_in_frames} "
                             f"and model.max_out_frames {self.spec.max_out_frames}")
-        return dataclasses.replace(corpus, items=items, val_items=val,
-                                   source_of=corpus.source_of[np.flatnonzero(keep)])
-
-    def fill(self, audios: list[str], *, progress: bool = False) -> None:
-        """Code ``audios`` with the MLX codec into the cache (looked up by name, so this neutral
-        module and torch_ref, which imports it, do not depend on MLX)."""
-        try:
-            encode = resolve("mlx_speech.train.s2s_encode:encode_into_cache")
-        except ModuleNotFoundError as exc:
-            raise SpecError(f"codes cache {self.cache.dir} lacks {len(audios)} audio files and "
-                            f"the MLX codec cannot run here ({exc}); build the cache with an MLX "
-                            f"run and copy it over") from None
-        encode(self.cache, audios, codebook_size=self.arch.codebook_size, progress=progress)
+        return out
 
     def codes(self, audio: str, num_codebooks: int) -> np.ndarray:
         """The first ``num_codebooks`` cached codebooks of ``audio``, range-checked."""

@@ -30,7 +30,6 @@ for padding and end-of-padding targets), own codebook ``k`` ``weights[k]``, ``0`
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +43,9 @@ from mlx_speech.models.s2s import encdec_pattern as pat
 from mlx_speech.models.s2s.lm_spec import MoshiLMSpec
 from mlx_speech.models.s2s.lm_stream import ZERO, delay_codes
 from mlx_speech.models.s2s.lm_train_spec import S2SLMTrainSpec
-from mlx_speech.registry import get_codec, resolve
-from mlx_speech.train.s2s_data import CodesCache, PairItem, build_pair_corpus
+from mlx_speech.registry import get_codec
+from mlx_speech.train.s2s_data import (CodesCache, PairItem, build_pair_corpus, cache_root,
+                                       fitting_pairs)
 from mlx_speech.train.task_base import Task
 
 
@@ -191,34 +191,16 @@ class S2SLMTaskBase(Task):
         self.out_dir = Path(out_dir)
         corpus = build_pair_corpus(spec.data, spec.seed)
         a = self.arch
-        root = Path(self.spec.cache_dir) if self.spec.cache_dir else self.out_dir / "codes"
-        self.cache = CodesCache(root, codec=self.spec.codec, weights=self.spec.codec_weights,
+        self.cache = CodesCache(cache_root(self.spec.cache_dir, self.out_dir),
+                                codec=self.spec.codec, weights=self.spec.codec_weights,
                                 num_codebooks=max(a.dep_q, a.user_codebooks))
-        pairs = [*corpus.items, *corpus.val_items]
-        missing = self.cache.missing([p for it in pairs for p in (it.path, it.target)])
-        if missing:
-            self.fill(missing, progress=progress)
-        keep = [self.fits(it) for it in corpus.items]
-        items = [it for it, ok in zip(corpus.items, keep) if ok]
-        val = [it for it in corpus.val_items if self.fits(it)]
-        self.skipped = len(keep) - len(items) + len(corpus.val_items) - len(val)
+        out, items, self.skipped = fitting_pairs(corpus, self.cache, self.fits,
+                                                 codebook_size=a.card, progress=progress)
         self.pairs, self.items = len(items), items
         if not items:
             raise DataError(f"no training pair fits model.max_frames {self.spec.max_frames} "
                             f"(layout {self.spec.layout})")
-        return dataclasses.replace(corpus, items=items, val_items=val,
-                                   source_of=corpus.source_of[np.flatnonzero(keep)])
-
-    def fill(self, audios: list[str], *, progress: bool = False) -> None:
-        """Code ``audios`` with the MLX codec into the cache (looked up by name: this module
-        and torch_ref, which imports it, do not depend on MLX)."""
-        try:
-            encode = resolve("mlx_speech.train.s2s_encode:encode_into_cache")
-        except ModuleNotFoundError as exc:
-            raise SpecError(f"codes cache {self.cache.dir} lacks {len(audios)} audio files and "
-                            f"the MLX codec cannot run here ({exc}); build the cache with an MLX "
-                            f"run and copy it over") from None
-        encode(self.cache, audios, codebook_size=self.arch.card, progress=progress)
+        return out
 
     def codes(self, audio: str, num_codebooks: int) -> np.ndarray:
         """The first ``num_codebooks`` cached codebooks of ``audio`` ``(K, F)``, range-checked."""
