@@ -9,6 +9,9 @@ import pytest
 
 from mlx_speech import _blas
 
+# Tests the Linux-CPU acceleration itself: nothing to test when the suite runs on a GPU.
+pytestmark = pytest.mark.cpu_only
+
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux-only BLAS shim")
 
 

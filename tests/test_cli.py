@@ -24,6 +24,7 @@ def wav(tmp_path):
     return path
 
 
+@pytest.mark.cpu_only  # expects the private OpenBLAS of Linux CPU installs
 def test_info_reports_blas_and_device():
     res = _run("info", "--json")
     assert res.exit_code == 0, res.output

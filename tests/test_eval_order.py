@@ -9,6 +9,9 @@ import pytest
 
 from mlx_speech import _evalorder
 
+# Tests the Linux-CPU acceleration itself: nothing to test when the suite runs on a GPU.
+pytestmark = pytest.mark.cpu_only
+
 PROBE = "import os, mlx_speech; mlx_speech.accelerate(); print(os.environ.get('MLX_BFS_MAX_WIDTH'))"
 
 

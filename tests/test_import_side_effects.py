@@ -64,6 +64,7 @@ def test_importing_the_packages_changes_nothing(tmp_path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the accelerations are Linux-only")
+@pytest.mark.cpu_only  # accelerate() is a no-op with mlx-cuda
 def test_accelerate_is_the_one_switch(tmp_path):
     """The same process changes only when asked, and asking twice changes nothing more."""
     code = ("import os, mlx_speech; before = dict(os.environ); a = mlx_speech.accelerate();"

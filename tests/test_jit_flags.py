@@ -14,6 +14,9 @@ import pytest
 
 from mlx_speech import _jit
 
+# Tests the Linux-CPU acceleration itself: nothing to test when the suite runs on a GPU.
+pytestmark = pytest.mark.cpu_only
+
 x86_linux = pytest.mark.skipif(
     not (sys.platform.startswith("linux") and platform.machine() in {"x86_64", "AMD64"}),
     reason="the kernel flags apply on Linux x86-64 only")

@@ -18,9 +18,18 @@ from mlx_speech.weights.core import param_kinds
 from mlx_speech.weights.layout import to_mlx
 from mlx_speech.layers import conv_kernels as ck
 from mlx_speech.layers.conv import Conv1d, ConvTranspose1d, conv_impl, set_conv_impl
+from mlx_speech.precision import PARITY_DTYPE, tolerance
 from torch_ref.layers import conv as tconv
 
 IMPLS = ("native", "fast", "fast-large", "fast-small")
+# Parity tolerances from the one policy (mlx_speech/precision.py): the torch side runs on the
+# CPU here, MLX on the suite's device (TF32 off on a GPU, set by conftest).
+TORCH_TOL = tolerance(PARITY_DTYPE, "cpu")
+
+
+def mlx_tol() -> tuple[float, float]:
+    return tolerance(PARITY_DTYPE, mx.default_device())
+
 C_IN = 4
 
 
@@ -129,11 +138,11 @@ def test_conv1d_matches_reference(K, S, d, G, padding, pad_mode, wn):
     with torch.no_grad():
         ref = from_t(ref_conv1d(to_t(x), t.effective_weight(), t.bias, K=K, S=S, d=d, G=groups,
                                 padding=padding, pad_mode=pad_mode))
-        np.testing.assert_allclose(from_t(t(to_t(x))), ref, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(from_t(t(to_t(x))), ref, *TORCH_TOL)
     assert ref.shape[1] == m.output_length(length)
     for impl in IMPLS:
         with forced(impl):
-            np.testing.assert_allclose(np.array(m(x)), ref, atol=1e-5, rtol=0, err_msg=impl)
+            np.testing.assert_allclose(np.array(m(x)), ref, *mlx_tol(), err_msg=impl)
 
 
 def transpose_grid():
@@ -165,11 +174,11 @@ def test_conv_transpose1d_matches_reference(K, S, G, padding, wn):
     with torch.no_grad():
         ref = from_t(ref_conv_transpose1d(to_t(x), t.effective_weight(), t.bias, K=K, S=S,
                                           G=groups, padding=padding))
-        np.testing.assert_allclose(from_t(t(to_t(x))), ref, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(from_t(t(to_t(x))), ref, *TORCH_TOL)
     assert ref.shape[1] == m.output_length(11)
     for impl in IMPLS:
         with forced(impl):
-            np.testing.assert_allclose(np.array(m(x)), ref, atol=1e-5, rtol=0, err_msg=impl)
+            np.testing.assert_allclose(np.array(m(x)), ref, *mlx_tol(), err_msg=impl)
 
 
 def test_reflect_on_short_input_follows_moshi():

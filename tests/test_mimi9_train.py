@@ -161,7 +161,7 @@ def test_first_step_losses_match_torch(corpus, tmp_path):
         assert abs(rm.metrics[k] - rt.metrics[k]) <= 1e-4, (k, rm.metrics[k], rt.metrics[k])
     assert abs(rm.loss - rt.loss) <= 1e-4
     # same update: the trained heads agree after the step
-    wt = {k: v.detach().numpy() for k, v in t.model.state_dict().items()}
+    wt = {k: v.detach().cpu().numpy() for k, v in t.model.state_dict().items()}
     np.testing.assert_allclose(m.weights()["quantizer.proj_qwen.weight"],
                                wt["quantizer.proj_qwen.weight"], atol=1e-5)
 
@@ -181,7 +181,7 @@ def test_ema_heads_learn_in_both_trainers(corpus, tmp_path):
     m._train_step(micro, 1.0, 0)
     t._train_step(micro, 1.0, 0)
     after = m.weights()
-    wt = {k: v.detach().numpy() for k, v in t.model.state_dict().items()}
+    wt = {k: v.detach().cpu().numpy() for k, v in t.model.state_dict().items()}
     head = {0: "quantizer.content.levels.0", 1: "quantizer.prosody.levels.0",
             2: "quantizer.acoustic.levels.0"}
     for h, name in head.items():
@@ -257,7 +257,7 @@ def test_empty_codebook_is_initialised_from_data(corpus, tmp_path):
     wt = t.model.state_dict()
     assert float(wt[book + "initialized"][0]) == 1
     # same k-means draws; float differences in the latents may move a few vectors between clusters
-    close = np.isclose(wt[book + "embedding_sum"].numpy(), w[book + "embedding_sum"], atol=1e-4).all(-1)
+    close = np.isclose(wt[book + "embedding_sum"].cpu().numpy(), w[book + "embedding_sum"], atol=1e-4).all(-1)
     print(f"torch vs MLX k-means rows equal: {close.mean():.2f}")
     assert close.mean() >= 0.75
 
@@ -352,7 +352,7 @@ def test_gan_first_step_matches_torch(corpus, tmp_path):
     print({k: f"{v:.1e}" for k, v in diffs.items()})
     assert max(diffs.values()) <= 1e-4, diffs
     after = m.weights()
-    wt = {k: v.detach().numpy() for k, v in t.model.state_dict().items()}
+    wt = {k: v.detach().cpu().numpy() for k, v in t.model.state_dict().items()}
     book = "generator.quantizer.content.levels.0.codebook.embedding_sum"
     assert np.abs(after[book] - before[book]).max() > 1e-6
     np.testing.assert_allclose(after[book], wt[book], atol=1e-5)

@@ -154,7 +154,9 @@ def hf_pair(tmp_path_factory):
     up = transformers.MimiModel(transformers.MimiConfig()).eval()
     _randomize_upstream(up, sum_name="embed_sum", flag_name="codebook.initialized")
     with torch.no_grad():  # bring the (random) decoder output into the audio range
-        last = up.decoder.decoder_seanet.layers[-1].conv
+        # the decoder's last conv, found through nn.Module's public API: transformers moves the
+        # SEANet between versions (5.17: up.decoder.layers; 5.25: up.decoder.decoder_seanet)
+        last = [m for m in up.decoder.modules() if isinstance(m, torch.nn.Conv1d)][-1]
         last.weight.mul_(0.01)
         last.bias.mul_(0.01)
     folder = tmp_path_factory.mktemp("hf_mimi")

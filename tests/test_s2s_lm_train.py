@@ -217,7 +217,7 @@ def test_init_from_a_moshi_folder(synthetic, tmp_path, backend):
     if backend == "mlx":
         got = tr.weights()
     else:
-        got = {k: v.detach().numpy() for k, v in tr.model.state_dict().items()}
+        got = {k: v.detach().cpu().numpy() for k, v in tr.model.state_dict().items()}
     key = "text_emb.weight"
     np.testing.assert_array_equal(got[key], state[key].numpy())
     with pytest.raises(SpecError, match="spec differs") as info:

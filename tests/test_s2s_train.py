@@ -232,7 +232,7 @@ def test_init_from_a_tagged_file(synthetic, tmp_path, backend):
         want, got = mlx_to_numpy(src), tr.weights()
     else:  # torch layouts (convolutions differ)
         want = mlx_to_torch_state(src)
-        got = {k: v.detach().numpy() for k, v in tr.model.state_dict().items()}
+        got = {k: v.detach().cpu().numpy() for k, v in tr.model.state_dict().items()}
     assert set(got) == set(want) and all(np.array_equal(got[k], want[k]) for k in want)
     other = arch.replace(dim=64)
     save_mlx_model(tmp_path / "other.safetensors", S2SModel(other), model="s2s", spec=other)

@@ -129,7 +129,9 @@ def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_resumes(manifest, tmp_
     path = _recipe(tmp_path, manifest, "steps: 100000\ncheckpoint: {every: 1000}\n")
     cmd = [sys.executable, "-c", "import sys; from cli import cli; cli(sys.argv[1:])",
            "train", str(path), "--no-progress", "--set", "monitor.log_every=1"]
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    # this checkout first, then whatever the caller had (a GPU machine's site folder lives there)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root),
+                                                                     os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     log = tmp_path / "run" / "metrics.jsonl"

@@ -88,6 +88,7 @@ def test_gradient_accumulation_is_the_same_maths(manifest, tmp_path, backend):
     assert _maxdiff(runs[0], runs[1]) < 2e-6 and _maxdiff(runs[0], runs[2]) < 2e-6
 
 
+@pytest.mark.cpu_only  # CPU shards are CPU streams
 def test_cpu_shards_are_the_same_maths(manifest, tmp_path):
     """Row shards on separate CPU streams (2 even, 3 uneven: rows 1/2/1, with accumulation),
     and the optimiser and EMA spread over those streams, give the one-stream result, for a

@@ -170,6 +170,7 @@ def test_cli_synth_default_iterations_follow_the_library():
     assert opt.default == GL_ITERS
 
 
+@pytest.mark.cpu_only  # the private OpenBLAS of CPU installs
 def test_blas_threads_scope_restores_the_count():
     from mlx_speech import _blas
     from mlx_speech._blas import blas_threads
