@@ -25,7 +25,7 @@ def test_plan_devices(rank, world, count, expected):
 
 
 def test_every_rank_has_a_valid_device_and_nccl_only_without_sharing():
-    for count in range(0, 5):
+    for count in range(5):
         for world in range(1, 9):
             plans = [plan_devices(r, world, count) for r in range(world)]
             backends = {b for _, b in plans}
