@@ -25,15 +25,15 @@ import sys
 
 os.environ.setdefault("MLX_ENABLE_TF32", "0")  # compare fp32 with fp32 (read when mlx loads)
 
-import mlx.core as mx  # noqa: E402
-import numpy as np  # noqa: E402
+import mlx.core as mx
+import numpy as np
 
 C_IN, B, T = 4, 2, 11
 
 
 def reference(x: np.ndarray, w: np.ndarray, stride: int, groups: int) -> np.ndarray:
     """Transposed conv by its definition, in float64."""
-    b, t_in, c_in = x.shape
+    b, t_in, _ = x.shape
     c_out, k_size, ig = w.shape
     og = c_out // groups
     out = np.zeros((b, (t_in - 1) * stride + k_size, c_out))
