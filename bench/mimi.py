@@ -22,16 +22,18 @@ chunk by chunk and reports the peak RSS sampled while streaming (and the process
 ``--device gpu`` runs MLX on ``mx.gpu`` and torch_ref / moshi on CUDA in the same run (the
 default, ``cpu``, is the CPU bench, whose output this option leaves as it was). The stream
 loops then synchronise CUDA after every frame, as ``mx.eval`` does for MLX, so both sides
-measure the latency of a frame, and the batch calls synchronise at their end. Without an MLX
-GPU it prints one line and exits 2; with an MLX GPU but no CUDA (a Mac) torch stays on the CPU
-with a note and the moshi targets are left out (they would compare devices). On the GPU the
-RSS subprocesses are skipped (host RSS says little there). TF32 stays at each framework's
-default, as in a user's run.
+measure the latency of a frame, and the batch calls synchronise at their end. The GPU run also
+times ``mlx_stream_compiled``: the same loop with ``MimiModel.set_compiled_steps(True)`` (each
+direction's frame step as one compiled graph). Without an MLX GPU it prints one line and exits
+2; with an MLX GPU but no CUDA (a Mac) torch stays on the CPU with a note and the MLX-vs-moshi
+targets are left out (they would compare devices). On the GPU the RSS subprocesses are skipped
+(host RSS says little there). TF32 stays at each framework's default, as in a user's run.
 
 Usage: ``python bench/mimi.py [--device cpu|gpu] [--rounds 3] [--codebooks 8]
-[--long-seconds 600] [--no-rss] [--blas-thread-timeout N]``. The JSON records ``openblas_thread_timeout``: with N = 4 OpenBLAS's
-idle worker sleeps at once instead of spinning ~0.1 s after each threaded GEMM, which changes
-the streaming figure (see README, "Mimi codec").
+[--long-seconds 600] [--no-rss] [--blas-thread-timeout N]``. The JSON records
+``openblas_thread_timeout``: with N = 4 OpenBLAS's idle worker sleeps at once instead of
+spinning ~0.1 s after each threaded GEMM, which changes the streaming figure (see README,
+"Mimi codec").
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ TARGETS = {  # name: (numerator, denominator, limit)
     "mlx_batch_over_moshi_batch": ("mlx_batch", "moshi_batch", 1.5),
     "mlx_stream_over_moshi_stream": ("mlx_stream", "moshi_stream", 1.0),
     "torch_ref_batch_over_moshi_batch": ("torch_ref_batch", "moshi_batch", 1.1),
+    # --device gpu only (issue 19): MimiModel.set_compiled_steps
+    "mlx_stream_compiled_over_moshi_stream": ("mlx_stream_compiled", "moshi_stream", 1.0),
 }
 
 
@@ -174,6 +178,16 @@ def _timings(weights: Path, seconds: float, codebooks: int, rounds: int,
         "torch_ref_batch": tref_batch,
         "torch_ref_stream": tref_stream,
     }
+    if device == "gpu":  # the whole-frame compiled steps, next to the default step
+        compiled = load_mimi(weights, num_codebooks=codebooks)
+        compiled.set_compiled_steps(True)
+
+        def mlx_stream_compiled() -> None:
+            compiled.reset_state()
+            for f in frames_m:
+                mx.eval(compiled.decode_step(compiled.encode_step(f)))
+
+        fns["mlx_stream_compiled"] = mlx_stream_compiled
     try:
         from moshi.models import loaders  # noqa: PLC0415
     except ImportError:
