@@ -306,3 +306,18 @@ def test_compiled_steps_option_on_mimi9_streams_eagerly():
     np.testing.assert_array_equal(_stream_encode(model, wav, frame, mx.array), codes)
     compare(_stream_decode(model, codes, 1, mx.array), audio, atol=1e-5, name="mimi9 stream")
     assert not model._compiled.fns
+
+
+def test_full_size_compiled_streaming_equals_batch(full_size):
+    """Official sizes with compiled frame steps, frame by frame: codes identical, audio 1e-5."""
+    wav = wav_batch(1920 * 10, batch=1)
+    codes = np.array(full_size.encode(mx.array(wav)))
+    audio = np.array(full_size.decode(mx.array(codes)))
+    full_size.set_compiled_steps(True)
+    try:
+        np.testing.assert_array_equal(_stream_encode(full_size, wav, 1920, mx.array), codes)
+        compare(_stream_decode(full_size, codes, 1, mx.array), audio, atol=1e-5,
+                name="full compiled stream")
+        assert set(full_size._compiled.fns) == {("encode", 8), ("decode", 8)}
+    finally:
+        full_size.set_compiled_steps(False)
