@@ -19,10 +19,21 @@ streaming loop in fresh subprocesses over 10 s and ``--long-seconds`` (600) of a
 chunk by chunk and reports the peak RSS sampled while streaming (and the process peak,
 ``ru_maxrss``, which loading the weights dominates).
 
-Usage: ``python bench/mimi.py [--rounds 3] [--codebooks 8] [--long-seconds 600] [--no-rss]
-[--blas-thread-timeout N]``. The JSON records ``openblas_thread_timeout``: with N = 4 OpenBLAS's
-idle worker sleeps at once instead of spinning ~0.1 s after each threaded GEMM, which changes
-the streaming figure (see README, "Mimi codec").
+``--device gpu`` runs MLX on ``mx.gpu`` and torch_ref / moshi on CUDA in the same run (the
+default, ``cpu``, is the CPU bench, whose output this option leaves as it was). The stream
+loops then synchronise CUDA after every frame, as ``mx.eval`` does for MLX, so both sides
+measure the latency of a frame, and the batch calls synchronise at their end. The GPU run also
+times ``mlx_stream_compiled``: the same loop with ``MimiModel.set_compiled_steps(True)`` (each
+direction's frame step as one compiled graph). Without an MLX GPU it prints one line and exits
+2; with an MLX GPU but no CUDA (a Mac) torch stays on the CPU with a note and the MLX-vs-moshi
+targets are left out (they would compare devices). On the GPU the RSS subprocesses are skipped
+(host RSS says little there). TF32 stays at each framework's default, as in a user's run.
+
+Usage: ``python bench/mimi.py [--device cpu|gpu] [--rounds 3] [--codebooks 8]
+[--long-seconds 600] [--no-rss] [--blas-thread-timeout N]``. The JSON records
+``openblas_thread_timeout``: with N = 4 OpenBLAS's idle worker sleeps at once instead of
+spinning ~0.1 s after each threaded GEMM, which changes the streaming figure (see README,
+"Mimi codec").
 """
 
 from __future__ import annotations
@@ -54,6 +65,8 @@ TARGETS = {  # name: (numerator, denominator, limit)
     "mlx_batch_over_moshi_batch": ("mlx_batch", "moshi_batch", 1.5),
     "mlx_stream_over_moshi_stream": ("mlx_stream", "moshi_stream", 1.0),
     "torch_ref_batch_over_moshi_batch": ("torch_ref_batch", "moshi_batch", 1.1),
+    # --device gpu only (issue 19): MimiModel.set_compiled_steps
+    "mlx_stream_compiled_over_moshi_stream": ("mlx_stream_compiled", "moshi_stream", 1.0),
 }
 
 
@@ -100,7 +113,24 @@ def _frames(wav, frame: int) -> list:
     return [wav[:, i:i + frame] for i in range(0, wav.shape[1] - frame + 1, frame)]
 
 
-def _timings(weights: Path, seconds: float, codebooks: int, rounds: int) -> tuple[dict, list]:
+def _devices(device: str) -> tuple[str | None, str | None]:
+    """``(torch device, note)`` for ``--device``; ``(None, line)`` when the run cannot go on."""
+    if device == "cpu":
+        return "cpu", None
+    import mlx.core as mx  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    if not mx.is_available(mx.gpu):
+        return None, (f"bench/mimi.py --device gpu: this MLX ({mx.__version__}) has no GPU "
+                      f"device; install mlx[cuda] (Linux) or run on Apple silicon")
+    if not torch.cuda.is_available():
+        return "cpu", ("torch has no CUDA: torch_ref and moshi ran on the CPU, MLX on the GPU; "
+                       "the moshi targets are left out")
+    return "cuda", None
+
+
+def _timings(weights: Path, seconds: float, codebooks: int, rounds: int,
+             device: str = "cpu", torch_device: str = "cpu") -> tuple[dict, list]:
     import mlx.core as mx  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
     import torch  # noqa: PLC0415
@@ -110,13 +140,22 @@ def _timings(weights: Path, seconds: float, codebooks: int, rounds: int) -> tupl
     from mlx_speech.audio.synth import speechlike  # noqa: PLC0415
 
     notes = []
+    if device == "gpu":
+        mx.set_default_device(mx.gpu)
+    cuda = torch_device == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
     ours = load_mimi(weights, num_codebooks=codebooks)
-    tref = load_mimi_torch(weights, num_codebooks=codebooks)
+    tref = load_mimi_torch(weights, num_codebooks=codebooks).to(torch_device)
     wav = speechlike(sr=24000, seconds=seconds, f0=140.0)[None]
     frame = ours.frame_size
-    wm, wt = mx.array(wav), torch.from_numpy(wav)
+    wm, wt = mx.array(wav), torch.from_numpy(wav).to(torch_device)
     frames_m = [mx.array(f) for f in _frames(wav, frame)]
-    frames_t = [torch.from_numpy(np.ascontiguousarray(f)) for f in _frames(wav, frame)]
+    frames_t = [torch.from_numpy(np.ascontiguousarray(f)).to(torch_device)
+                for f in _frames(wav, frame)]
 
     def mlx_stream() -> None:
         ours.reset_state()
@@ -127,29 +166,46 @@ def _timings(weights: Path, seconds: float, codebooks: int, rounds: int) -> tupl
         tref.reset_state()
         for f in frames_t:
             tref.decode_step(tref.encode_step(f))
+            sync()
+
+    def tref_batch() -> None:
+        tref.decode(tref.encode(wt))
+        sync()
 
     fns = {
         "mlx_batch": lambda: mx.eval(ours.decode(ours.encode(wm))),
         "mlx_stream": mlx_stream,
-        "torch_ref_batch": lambda: tref.decode(tref.encode(wt)),
+        "torch_ref_batch": tref_batch,
         "torch_ref_stream": tref_stream,
     }
+    if device == "gpu":  # the whole-frame compiled steps, next to the default step
+        compiled = load_mimi(weights, num_codebooks=codebooks)
+        compiled.set_compiled_steps(True)
+
+        def mlx_stream_compiled() -> None:
+            compiled.reset_state()
+            for f in frames_m:
+                mx.eval(compiled.decode_step(compiled.encode_step(f)))
+
+        fns["mlx_stream_compiled"] = mlx_stream_compiled
     try:
         from moshi.models import loaders  # noqa: PLC0415
     except ImportError:
         notes.append("moshi not installed: moshi_batch / moshi_stream skipped "
                      "(pip install --no-deps moshi==0.2.13 sentencepiece einops)")
     else:
-        ref = loaders.get_mimi(str(weights), device="cpu", num_codebooks=codebooks)
+        ref = loaders.get_mimi(str(weights), device=torch_device, num_codebooks=codebooks)
 
         def moshi_batch() -> None:
             with torch.no_grad():
                 ref.decode(ref.encode(wt[:, None]))
+            sync()
 
         def moshi_stream() -> None:
             with torch.no_grad(), ref.streaming(1):
                 for f in frames_t:
                     ref.decode(ref.encode(f[:, None]))
+                    sync()
 
         fns["moshi_batch"] = moshi_batch
         fns["moshi_stream"] = moshi_stream
@@ -209,6 +265,8 @@ def _rss(weights: Path, seconds: float, codebooks: int, threads: int | None) -> 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=10.0, help="audio length for the RTFs")
+    ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                    help="gpu: MLX on its GPU and torch on CUDA in one run (default: cpu)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--codebooks", type=int, default=8)
     ap.add_argument("--long-seconds", type=float, default=600.0, help="long stream for RSS")
@@ -223,6 +281,10 @@ def main() -> None:
     if args.rss_child:
         _rss_child(args.rss_child, args.seconds, args.codebooks)
         return
+    torch_device, note = _devices(args.device)
+    if torch_device is None:
+        print(note, file=sys.stderr)
+        sys.exit(2)
     threads = torch_threads()
     if args.threads:
         import torch  # noqa: PLC0415
@@ -232,20 +294,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "mimi.safetensors"
         source = _write_weights(weights)
-        rtf, notes = _timings(weights, args.seconds, args.codebooks, args.rounds)
+        rtf, notes = _timings(weights, args.seconds, args.codebooks, args.rounds,
+                              args.device, torch_device)
         result: dict[str, object] = {
             "bench": f"mimi_{args.seconds:g}s_24khz", "weights": source, "dtype": "float32",
             "num_codebooks": args.codebooks, "torch_threads": threads, "cpus": os.cpu_count(),
             "blas": _blas.status().get("backend"),
             "openblas_thread_timeout": _blas.thread_timeout(), "rtf": rtf,
         }
+        if args.device == "gpu":
+            result["device"] = {"mlx": "gpu", "torch": torch_device}
+            if note:
+                notes.append(note)
         ratios, targets = {}, {}
+        mixed = args.device == "gpu" and torch_device != "cuda"
         for name, (num, den, limit) in TARGETS.items():
-            if num in rtf and den in rtf:
+            if num in rtf and den in rtf and not (mixed and num.startswith("mlx")):
                 ratios[name] = round(rtf[num] / rtf[den], 3)
                 targets[name] = {"limit": limit, "met": ratios[name] <= limit}
         result["ratios"] = ratios
-        if not args.no_rss:
+        if args.device == "gpu" and not args.no_rss:
+            notes.append("peak_rss_mb skipped on the GPU")
+        elif not args.no_rss:
             short = _rss(weights, 10.0, args.codebooks, args.threads)
             long = _rss(weights, args.long_seconds, args.codebooks, args.threads)
             ratio = round(long["stream_peak_rss_mb"] / short["stream_peak_rss_mb"], 3)

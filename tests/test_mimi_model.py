@@ -228,3 +228,96 @@ def test_bad_inputs_are_clear_errors(tiny):
         t.decode(torch.full((1, 2, 3), -1, dtype=torch.int32))
     with pytest.raises(AudioError):
         t.encode(torch.zeros(3, dtype=torch.float32))
+
+
+def _tiny_eval(seed: int = 0) -> MimiModel:
+    mx.random.seed(seed)
+    model = build_mimi(MimiSpec.from_preset("mimi_tiny", num_codebooks=4))
+    randomize_codebooks(model)
+    model.eval()
+    return model
+
+
+@pytest.mark.parametrize("dec_chunk", [1, 3])
+def test_compiled_steps_stream_equals_batch(dec_chunk):
+    """``set_compiled_steps``: frame-by-frame encode and decode run as compiled graphs after
+    the first call and still equal the batch calls; other chunkings fall back to eager."""
+    model = _tiny_eval()
+    frame = model.frame_size
+    wav = wav_batch(frame * 14)
+    codes = np.asarray(model.encode(mx.array(wav)))
+    audio = np.asarray(model.decode(mx.array(codes)))
+    model.set_compiled_steps(True)
+    np.testing.assert_array_equal(_stream_encode(model, wav, frame, mx.array), codes)
+    compare(_stream_decode(model, codes, dec_chunk, mx.array), audio, atol=1e-5,
+            name="compiled stream audio")
+    fns = dict(model._compiled.fns)
+    assert set(fns) == {("encode", 4), ("decode", 4)}
+    # a second stream reuses the graphs; chunks off the frame grid stay eager and right
+    np.testing.assert_array_equal(_stream_encode(model, wav, frame, mx.array), codes)
+    np.testing.assert_array_equal(_stream_encode(model, wav, 37, mx.array), codes)
+    assert model._compiled.fns == fns
+    # fewer codebooks: its own graph
+    codes2 = np.asarray(model.encode(mx.array(wav), num_codebooks=2))
+    model.reset_state()
+    got = [np.asarray(model.encode_step(mx.array(wav[:, i:i + frame]), num_codebooks=2))
+           for i in range(0, wav.shape[1], frame)]
+    np.testing.assert_array_equal(np.concatenate(got, axis=2), codes2)
+    assert ("encode", 2) in model._compiled.fns
+
+
+def test_compiled_steps_follow_new_weights():
+    """The graphs capture weights; new weights are used from the next stream on."""
+    model = _tiny_eval()
+    frame = model.frame_size
+    wav = wav_batch(frame * 8)
+    model.set_compiled_steps(True)
+    _stream_encode(model, wav, frame, mx.array)
+    model.update(_tiny_eval(seed=5).parameters())  # other convs (same codebook seed)
+    codes = np.asarray(model.encode(mx.array(wav)))
+    np.testing.assert_array_equal(_stream_encode(model, wav, frame, mx.array), codes)
+    audio = np.asarray(model.decode(mx.array(codes)))
+    compare(_stream_decode(model, codes, 1, mx.array), audio, atol=1e-5, name="new weights")
+    # transformer weights alone: read live by the same graphs (no new trace)
+    fns = dict(model._compiled.fns)
+    other = _tiny_eval(seed=9)
+    model.encoder_transformer.update(other.encoder_transformer.parameters())
+    model.decoder_transformer.update(other.decoder_transformer.parameters())
+    codes = np.asarray(model.encode(mx.array(wav)))
+    np.testing.assert_array_equal(_stream_encode(model, wav, frame, mx.array), codes)
+    audio = np.asarray(model.decode(mx.array(codes)))
+    compare(_stream_decode(model, codes, 1, mx.array), audio, atol=1e-5, name="new transformer")
+    assert model._compiled.fns == fns
+
+
+def test_compiled_steps_option_on_mimi9_streams_eagerly():
+    """Mimi9's bridge checks codes on the host (not traceable): the option keeps it eager."""
+    from mlx_speech.models.mimi9.model import Mimi9Model  # noqa: PLC0415
+    from mlx_speech.models.mimi9.spec import mimi9_tiny  # noqa: PLC0415
+
+    mx.random.seed(0)
+    model = Mimi9Model(mimi9_tiny())
+    model.eval()
+    frame = model.frame_size
+    wav = wav_batch(frame * 8)
+    codes = np.asarray(model.encode(mx.array(wav)))
+    audio = np.asarray(model.decode(mx.array(codes)))
+    model.set_compiled_steps(True)
+    np.testing.assert_array_equal(_stream_encode(model, wav, frame, mx.array), codes)
+    compare(_stream_decode(model, codes, 1, mx.array), audio, atol=1e-5, name="mimi9 stream")
+    assert not model._compiled.fns
+
+
+def test_full_size_compiled_streaming_equals_batch(full_size):
+    """Official sizes with compiled frame steps, frame by frame: codes identical, audio 1e-5."""
+    wav = wav_batch(1920 * 10, batch=1)
+    codes = np.array(full_size.encode(mx.array(wav)))
+    audio = np.array(full_size.decode(mx.array(codes)))
+    full_size.set_compiled_steps(True)
+    try:
+        np.testing.assert_array_equal(_stream_encode(full_size, wav, 1920, mx.array), codes)
+        compare(_stream_decode(full_size, codes, 1, mx.array), audio, atol=1e-5,
+                name="full compiled stream")
+        assert set(full_size._compiled.fns) == {("encode", 8), ("decode", 8)}
+    finally:
+        full_size.set_compiled_steps(False)

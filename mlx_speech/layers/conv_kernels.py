@@ -27,13 +27,18 @@ fused elementwise pass:
 
 Path selection: ``"native"`` always uses ``mx.conv1d`` / ``mx.conv_transpose1d``; ``"fast"``
 always uses the rewrites; ``"auto"`` (default) uses the rewrites when the default device is
-the CPU and the native ops on the GPU (Metal's convolutions are fast).
+the CPU and the native ops on the GPU (Metal's convolutions are fast), with one exception:
+the transposed conv takes the rewrite on the GPU too, because MLX's GPU ``conv_transpose1d``
+gave wrong results (issue 19; ``scripts/repro_conv_transpose_gpu.py`` reproduces it with mlx
+alone). The rewrite is plain array maths (a matmul and adds), right on every backend; see
+:func:`native_conv_transpose_trusted` for the version check that lifts the detour.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import re
 from collections.abc import Iterator
 
 import mlx.core as mx
@@ -76,6 +81,46 @@ def uses_fast_path() -> bool:
     impl = _state["impl"]
     if impl == "auto":
         return mx.default_device() == mx.cpu
+    return impl == "fast"
+
+
+# First MLX version whose GPU ``conv_transpose1d`` passes scripts/repro_conv_transpose_gpu.py
+# on the GPU, as (major, minor, patch); None while no fixed version is known. mlx-cuda 0.32.4
+# failed it on an H200 (77 cases of tests/test_layers_conv.py, up to 2.6 absolute, TF32 off).
+# Metal was not checked; it stays on the rewrite too until a GPU run of the script says
+# otherwise. To lift the detour: run the script with --device gpu on the new version, and
+# when it passes, set this to that version.
+NATIVE_CONV_TRANSPOSE_GPU_FIXED_IN: tuple[int, int, int] | None = None
+
+
+def _version(text: str) -> tuple[int, ...]:
+    # "0.32.4" -> (0, 32, 4); "0.33.0.dev20260101" -> (0, 33, 0)
+    return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
+
+
+def native_conv_transpose_trusted(device: mx.Device | mx.DeviceType | None = None,
+                                  version: str | None = None) -> bool:
+    """Whether ``mx.conv_transpose1d`` on ``device`` (default: the default device) is known
+    right in MLX ``version`` (default: the running one).
+
+    The CPU op is right (only slow). The GPU op is trusted only from
+    :data:`NATIVE_CONV_TRANSPOSE_GPU_FIXED_IN` on, i.e. not at all until a fixed version is
+    known; the arguments let the decision be tested without a GPU."""
+    device = mx.default_device() if device is None else device
+    if getattr(device, "type", device) == mx.DeviceType.cpu:  # a Device or a DeviceType
+        return True
+    fixed = NATIVE_CONV_TRANSPOSE_GPU_FIXED_IN
+    return fixed is not None and _version(version or mx.__version__) >= fixed
+
+
+def uses_fast_transpose_path() -> bool:
+    """Whether the next transposed-conv call takes the rewrite: as :func:`uses_fast_path`,
+    except that ``"auto"`` on the GPU also takes it while the native GPU op is not trusted
+    (:func:`native_conv_transpose_trusted`). ``"native"`` still forces the MLX op, so tests
+    and the repro script can reach it."""
+    impl = _state["impl"]
+    if impl == "auto":
+        return mx.default_device() == mx.cpu or not native_conv_transpose_trusted()
     return impl == "fast"
 
 
@@ -220,17 +265,21 @@ def native_transpose_weight(w: mx.array, groups: int) -> mx.array:
 
 
 def conv_transpose1d(x: mx.array, w: mx.array, *, stride: int = 1, groups: int = 1) -> mx.array:
-    """Untrimmed, bias-free transposed conv. ``x (B, T, I)``, ``w (O/groups, K, I)``."""
+    """Untrimmed, bias-free transposed conv. ``x (B, T, I)``, ``w (O/groups, K, I)``.
+
+    Takes the rewrite on the CPU and, while MLX's GPU op is not trusted, on the GPU too
+    (:func:`uses_fast_transpose_path`). Half types compute in fp32 on the CPU only, where
+    MLX's half GEMM is slow; on the GPU they stay in their dtype, like the native op."""
     B, T, I = x.shape
     Og, K, _ = w.shape
     O = Og * groups
     dtype = mx.result_type(x, w)
     if T == 0:
         return mx.zeros((B, 0, O), dtype=dtype)
-    if not uses_fast_path():
+    if not uses_fast_transpose_path():
         return mx.conv_transpose1d(x, native_transpose_weight(w, groups), stride=stride,
                                    groups=groups)
-    if dtype in _HALF:
+    if dtype in _HALF and _on_cpu():
         y = conv_transpose1d(x.astype(mx.float32), w.astype(mx.float32), stride=stride,
                              groups=groups)
         return y.astype(dtype)

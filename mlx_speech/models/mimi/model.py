@@ -21,6 +21,11 @@ give one frame each); ``final=True`` zero-pads the pending tail like the batch c
 equal the batch calls. The state (conv buffers, KV caches) lives in ``_``-prefixed attributes;
 ``reset_state()`` starts new streams. Encode and decode streams are independent.
 
+Compiled frame steps (opt-in, :meth:`MimiModel.set_compiled_steps`): each direction's whole
+step (convs, transformer, quantizer) runs as one ``mx.compile`` d graph over its fixed-shape
+state, what moshi gets from CUDA graphs; meant for the GPU, where a per-op loop pays a kernel
+launch per operation (issue 19).
+
 Memory cache (CPU): building a model raises MLX's CPU buffer cache
 (:func:`mlx_speech.utils.mlx_cache.ensure_cpu_cache`), so the 60 MB activations of a batch call
 reuse freed buffers instead of faulting in fresh pages.
@@ -28,11 +33,15 @@ reuse freed buffers instead of faulting in fresh pages.
 
 from __future__ import annotations
 
+import functools
+
 import mlx.core as mx
 import mlx.nn as nn
+from mlx.utils import tree_flatten
 
 from mlx_speech.errors import AudioError, CodesError
 from mlx_speech.layers.conv import Conv1d, ConvTranspose1d
+from mlx_speech.layers.kv_cache import RingKVCache
 from mlx_speech.layers.transformer import Transformer
 from mlx_speech.models.mimi.seanet import SEANetDecoder, SEANetEncoder
 from mlx_speech.models.mimi.vq import FrozenCodebooks
@@ -42,7 +51,7 @@ from mlx_speech.models.mimi.spec import MimiSpec
 from mlx_speech.specs.quantize import ema_mimi
 from mlx_speech.utils.mlx_cache import CPU_CACHE_BYTES, ensure_cpu_cache  # noqa: F401
 from mlx_speech.models.codec_base import SpecCodec
-from mlx_speech.utils.streaming import Streaming
+from mlx_speech.utils.streaming import Streaming, streaming_modules
 
 
 class MimiModel(SpecCodec, Streaming, nn.Module):
@@ -50,6 +59,10 @@ class MimiModel(SpecCodec, Streaming, nn.Module):
     same latents; :class:`Mimi9Model` passes its bridge)."""
 
     CODEC_NAME = "Mimi"
+    # Whether set_compiled_steps can compile the frame steps: every op of quantize/dequantize
+    # must be traceable (no host reads); a subclass whose quantizer checks codes on the host
+    # sets False and streams eagerly with the option on.
+    COMPILED_STEPS = True
 
     def __init__(self, spec: MimiSpec, *, quantizer: nn.Module | None = None) -> None:
         super().__init__()
@@ -80,6 +93,9 @@ class MimiModel(SpecCodec, Streaming, nn.Module):
         self._codebooks = (FrozenCodebooks(self.quantizer)
                            if isinstance(self.quantizer, SplitResidualVQ) else None)
         ensure_cpu_cache()
+        self._stride = stride  # transformer positions per frame (subclasses replace self.spec)
+        self._compile_steps = False
+        self._compiled = _CompiledSteps()
         self.reset_state()
 
     # -- sizes -------------------------------------------------------------------------------
@@ -163,15 +179,135 @@ class MimiModel(SpecCodec, Streaming, nn.Module):
         self._enc_cache = self._stream_cache(self.encoder_transformer)
         self._dec_cache = self._stream_cache(self.decoder_transformer)
         self._samples_in = 0
+        self._compiled.checked = False  # weights are compared at the stream's first compiled step
 
-    @staticmethod
-    def _stream_cache(transformer: Transformer):
-        """On the CPU, a ring cache: the transformer step runs as one compiled graph, faster
-        per frame than the list cache (docs/performance.md, "Mimi streaming"). Elsewhere the
-        list cache (the compiled ring path is not measured on a GPU)."""
-        if mx.default_device().type == mx.DeviceType.cpu:
+    def _stream_cache(self, transformer: Transformer):
+        """On the CPU, and everywhere with compiled steps, a ring cache: the transformer step
+        runs as one compiled graph over fixed-shape rings, faster per frame than the list cache
+        (docs/performance.md, "Mimi streaming"). Otherwise (the GPU by default) the list cache:
+        the compiled ring path is not yet measured on a GPU."""
+        if self._compile_steps or mx.default_device().type == mx.DeviceType.cpu:
             return transformer.make_ring_cache()
         return transformer.make_cache()
+
+    def set_compiled_steps(self, on: bool = True) -> None:
+        """Run steady-state ``encode_step`` / ``decode_step`` calls as one compiled graph each.
+
+        A call takes the compiled graph when it is a steady frame: ``encode_step`` of exactly
+        ``frame_size`` samples on a frame boundary, not ``final``; ``decode_step`` of any
+        codes; in both cases after the stream's first call (eager, it sets up every conv buffer
+        and the ring caches, after which their shapes no longer change) and only when every
+        streaming layer of that direction is a ``Conv1d`` / ``ConvTranspose1d`` (a subclass
+        with other state stays eager). Everything else runs eagerly, so results are the same
+        either way (tests/test_mimi_model.py, compiled streaming vs batch).
+
+        The transformers' weights are read at every call; the other weights are captured when a
+        graph is traced, keyed by the identity of their arrays, read at the first compiled call
+        of each stream: weights loaded or updated take effect from the next ``reset_state()``
+        on (a new trace; the graphs are otherwise kept across streams). Compiled steps use
+        ring KV caches on every device. Switching starts new streams (``reset_state()``)."""
+        self._compile_steps = bool(on)
+        self._compiled = _CompiledSteps()
+        self.reset_state()
+
+    def _compiled_fn(self, name: str, k: int, graph):
+        """The compiled graph ``name`` for ``k`` codebooks and the current weights.
+
+        The transformer's arrays are captured inputs of the graph (``inputs=``, as its own ring
+        step does), so they are read at every call. The other weights are constants of the
+        trace, keyed by the identity of their arrays (every way of loading or updating weights
+        replaces the arrays; the arrays themselves are held, so a freed one's id cannot come
+        back as a false match)."""
+        c = self._compiled
+        if not c.checked:  # once per stream
+            arrays = [a for n, a in tree_flatten(self.parameters())
+                      if not n.startswith(("encoder_transformer.", "decoder_transformer."))]
+            if len(arrays) != len(c.weights) or any(a is not b for a, b in zip(arrays, c.weights)):
+                c.weights, c.fns = arrays, {}
+            c.checked = True
+        if (name, k) not in c.fns:
+            tr = self.encoder_transformer if name == "encode" else self.decoder_transformer
+            c.fns[name, k] = mx.compile(functools.partial(graph, k), inputs=tr.state)
+        return c.fns[name, k]
+
+    def _steady_states(self, mods: list) -> list[mx.array] | None:
+        """The conv stream buffers of ``mods`` in order, or None when one is not set up yet
+        or a layer is of another kind."""
+        out = []
+        for m in mods:
+            if isinstance(m, Conv1d):
+                a = m._buf
+            elif isinstance(m, ConvTranspose1d):
+                if m.kernel_size == m.stride:
+                    continue  # no overlap, no state
+                a = m._tail
+            else:
+                return None
+            if a is None:
+                return None
+            out.append(a)
+        return out
+
+    @staticmethod
+    def _set_states(mods: list, states: list[mx.array]) -> None:
+        it = iter(states)
+        for m in mods:
+            if isinstance(m, Conv1d):
+                m._buf = next(it)
+            elif m.kernel_size != m.stride:
+                m._tail = next(it)
+
+    def _encode_graph(self, k: int, wav: mx.array, pos: mx.array, states: list[mx.array],
+                      keys: list[mx.array], values: list[mx.array]):
+        """One steady encode frame as a pure function of its state (traced by mx.compile)."""
+        mods = self._enc_mods()
+        self._set_states(mods, states)
+        cache = self._enc_cache
+        cache.keys, cache.values, cache.offset = keys, values, pos
+        x = self.encoder.step(wav[:, :, None])
+        x = self.encoder_transformer.step(x, cache)
+        codes = self.quantize(self.downsample.step(x), k)
+        return codes, self._steady_states(mods), cache.keys, cache.values
+
+    def _decode_graph(self, k: int, codes: mx.array, pos: mx.array, states: list[mx.array],
+                      keys: list[mx.array], values: list[mx.array]):
+        """One steady decode step as a pure function of its state (traced by mx.compile)."""
+        mods = self._dec_mods()
+        self._set_states(mods, states)
+        cache = self._dec_cache
+        cache.keys, cache.values, cache.offset = keys, values, pos
+        x = self.upsample.step(self.dequantize(codes))
+        x = self.decoder_transformer.step(x, cache)
+        y = self.decoder.step(x)[:, :, 0]
+        return y, self._steady_states(mods), cache.keys, cache.values
+
+    def _enc_mods(self) -> list:
+        return streaming_modules(self.encoder) + streaming_modules(self.downsample)
+
+    def _dec_mods(self) -> list:
+        return streaming_modules(self.upsample) + streaming_modules(self.decoder)
+
+    def _run_compiled(self, name: str, graph, k: int, x: mx.array, positions: int,
+                      cache, mods: list):
+        """The compiled step when the stream is steady (see :meth:`set_compiled_steps`), else
+        None. ``positions``: transformer positions this call adds."""
+        if (not self._compile_steps or not self.COMPILED_STEPS
+                or not isinstance(cache, RingKVCache) or cache.offset == 0):
+            return None
+        states = self._steady_states(mods)
+        if states is None:
+            return None
+        tr = self.encoder_transformer if name == "encode" else self.decoder_transformer
+        att = tr.layers[0].self_attn
+        # grow the rings eagerly if needed, so the traced prepare() finds them large enough
+        cache.prepare(x.shape[0], att.num_kv_heads, att.head_dim, positions, cache.keys[0].dtype)
+        fn = self._compiled_fn(name, k, graph)
+        offset = cache.offset
+        y, states, keys, values = fn(x, mx.array(offset, dtype=mx.int32), states,
+                                     cache.keys, cache.values)
+        self._set_states(mods, states)
+        cache.keys, cache.values, cache.offset = keys, values, offset + positions
+        return y
 
     def encode_step(self, wav: mx.array, *, num_codebooks: int | None = None,
                     final: bool = False) -> mx.array:
@@ -182,6 +318,14 @@ class MimiModel(SpecCodec, Streaming, nn.Module):
         """
         wav = self._wav(wav, "encode_step")
         k = self._k(num_codebooks)
+        if (self._compile_steps and not final and wav.shape[1] == self.frame_size
+                and self._samples_in % self.frame_size == 0):
+            codes = self._run_compiled("encode", self._encode_graph, k, wav,
+                                       self._stride,
+                                       self._enc_cache, self._enc_mods())
+            if codes is not None:
+                self._samples_in += wav.shape[1]
+                return codes
         self._samples_in += wav.shape[1]
         if final:
             pad = -self._samples_in % self.frame_size
@@ -205,9 +349,25 @@ class MimiModel(SpecCodec, Streaming, nn.Module):
         codes = self._codes(codes, "decode_step")
         if codes.shape[2] == 0:
             return mx.zeros((codes.shape[0], 0), dtype=mx.float32)
+        if self._compile_steps:
+            y = self._run_compiled("decode", self._decode_graph, codes.shape[1], codes,
+                                   codes.shape[2] * self._stride,
+                                   self._dec_cache, self._dec_mods())
+            if y is not None:
+                return y
         x = self.upsample.step(self.dequantize(codes))
         x = self.decoder_transformer.step(x, self._dec_cache)
         return self.decoder.step(x)[:, :, 0]
+
+
+class _CompiledSteps:
+    """The compiled step graphs of one :class:`MimiModel` and the weights they captured (a
+    plain object, so none of it enters the module's array tree)."""
+
+    def __init__(self) -> None:
+        self.weights: list[mx.array] = []
+        self.fns: dict = {}
+        self.checked = False
 
 
 def build_mimi(spec: MimiSpec) -> MimiModel:

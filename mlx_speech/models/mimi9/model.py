@@ -65,6 +65,8 @@ class FrozenBridge:
 class Mimi9Model(MimiModel):
     """Mimi with the 9-codebook bridge quantizer; built from a :class:`Mimi9Spec`."""
 
+    COMPILED_STEPS = False  # the bridge's dequantize checks code ranges on the host
+
     def __init__(self, spec: Mimi9Spec) -> None:
         spec.validate()
         super().__init__(spec.mimi, quantizer=build_bridge(spec.bridge))
