@@ -36,7 +36,7 @@ args=(-q -p no:cacheprovider --junitxml="$work/junit.xml")
 "$py" -c "import xdist" 2>/dev/null && args+=(-n "${GPU_CHECK_WORKERS:-8}")
 "$py" -c "import pytest_timeout" 2>/dev/null && args+=(--timeout 120)
 suite=(timeout "${GPU_CHECK_SUITE_S:-330}" "$py" -m pytest "${args[@]}")
-bench=(timeout "${GPU_CHECK_BENCH_S:-120}" "$py" bench/mimi.py --device gpu --no-rss --rounds 2)
+bench=(timeout "${GPU_CHECK_BENCH_S:-120}" "$py" bench/mimi.py --device gpu --no-rss --rounds 2 --batch 8)
 if [ "$dry" = 1 ]; then
   echo "dry run: ${suite[*]}"; echo "dry run: ${bench[*]}"
   : > "$work/pytest.log"; : > "$work/bench.log"; rc=0; bstatus="absent: dry run"
