@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from mlx_speech.errors import AudioError, CheckpointError, UserError
+from mlx_speech.models.miipher2.io import MIN_SAMPLES
 from mlx_speech.pipelines.codec import AUDIO_SUFFIXES, _bar, check_output
 
 BLOCK_SECONDS = 4.0
@@ -62,9 +63,9 @@ def restore_file(src: str | Path, dst: str | Path, *, weights: str | Path | None
         raise AudioError(f"cannot restore {src}: no audio could be read from it")
     info = sf.info(str(src))
     seconds = info.frames / info.samplerate
-    if seconds * rate_in < 800:
+    if seconds * rate_in < MIN_SAMPLES:
         raise AudioError(f"cannot restore {src}: {seconds * 1000:.0f} ms of audio is too short "
-                         f"(need at least 50 ms)")
+                         f"(need at least {MIN_SAMPLES * 1000 // rate_in} ms)")
     written = 0
     peak = 0.0
     model.reset_state()

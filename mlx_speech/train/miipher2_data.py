@@ -27,20 +27,19 @@ from mlx_speech.data.sampler import Corpus, build_corpus
 from mlx_speech.errors import SpecError
 from mlx_speech.models.miipher2.spec import BACKBONE_RATE, Miipher2Spec
 from mlx_speech.models.miipher2.train_spec import Miipher2AdapterSpec, Miipher2VocoderSpec
+from mlx_speech.models.ssl.spec import W2VBertSpec
+from mlx_speech.models.ssl.tables import fbank_frames
 from mlx_speech.train.task_base import Task
 
 
 def backbone_frames(spec: Miipher2Spec, samples: int) -> int:
     """Feature frames the model gives for ``samples`` 16 kHz samples (w2v-BERT: fbank frames
-    in pairs, an odd last one dropped; the wav2vec 2.0 family: its convolution stack)."""
+    in pairs, an odd last one dropped, as ``Miipher2Model.backbone_inputs`` does; the wav2vec
+    2.0 family: its convolution stack)."""
     bb = spec.backbone_spec()
-    if bb.model_type == "wav2vec2-bert":
-        fb = 0 if samples < 400 else 1 + (samples - 400) // 160
-        return fb // bb.stride
-    n = samples
-    for k, s in zip(bb.conv_kernel, bb.conv_stride):
-        n = (n - k) // s + 1 if n >= k else 0
-    return n
+    if isinstance(bb, W2VBertSpec):
+        return fbank_frames(samples) // bb.stride
+    return bb.num_frames(samples)
 
 
 class Miipher2TaskBase(Task):

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from mlx_speech.audio.checks import mono
 from mlx_speech.errors import AudioError
 from mlx_speech.models.miipher2.spec import BACKBONE_RATE
+from mlx_speech.models.ssl.inputs import waveform_batch
 
 MIN_SAMPLES = 800  # 50 ms at 16 kHz: a few backbone frames, below it there is nothing to restore
 
@@ -19,16 +19,12 @@ MIN_SAMPLES = 800  # 50 ms at 16 kHz: a few backbone frames, below it there is n
 def input_16k(wav: Any, sample_rate: int, *, where: str = "restore") -> np.ndarray:
     """``(S,)`` or ``(1, S)`` float audio (numpy, MLX, CPU torch) at ``sample_rate`` -> ``(S',)``
     float32 at 16 kHz. Empty, NaN / Inf, multi-row or too short input is an AudioError."""
-    from mlx_speech.audio.io import _check_rate, resample  # noqa: PLC0415
-
     if hasattr(wav, "detach"):  # a torch tensor (MLX arrays convert through the buffer protocol)
         wav = wav.detach().cpu().numpy()
-    if np.ndim(wav) == 2 and np.shape(wav)[0] == 1:
-        wav = np.asarray(wav)[0]
-    x = mono(wav, where)
-    sr = _check_rate(sample_rate, where)
-    if sr != BACKBONE_RATE:
-        x = resample(x, sr, BACKBONE_RATE)
+    x = waveform_batch(wav, sample_rate, where=where)
+    if x.shape[0] != 1:
+        raise AudioError(f"{where}: expected mono audio (S,) or (1, S), got {x.shape[0]} rows")
+    x = x[0]
     if x.size < MIN_SAMPLES:
         raise AudioError(f"{where}: {x.size / BACKBONE_RATE * 1000:.0f} ms of audio is too short "
                          f"to restore (need at least {MIN_SAMPLES * 1000 // BACKBONE_RATE} ms)")

@@ -149,23 +149,12 @@ class FeatureEncoder(nn.Module):
             self.conv_layers.append(ConvLayer(in_channels=dims[i], out_channels=dims[i + 1],
                                               kernel_size=k, stride=s, bias=spec.conv_bias,
                                               norm=norm, act=spec.feat_extract_activation))
-        self.receptive_field = self._receptive_field(spec)
-
-    @staticmethod
-    def _receptive_field(spec: Wav2Vec2Spec) -> int:
-        r = 1
-        for k, s in reversed(list(zip(spec.conv_kernel, spec.conv_stride))):
-            r = (r - 1) * s + k
-        return r
+        self._spec = spec
+        self.receptive_field = spec.receptive_field
 
     def num_frames(self, num_samples: int) -> int:
         """Frames for ``num_samples`` input samples (0 if shorter than the receptive field)."""
-        n = num_samples
-        for layer in self.conv_layers:
-            n = (n - layer.conv.kernel_size) // layer.conv.stride + 1
-            if n <= 0:
-                return 0
-        return n
+        return self._spec.num_frames(num_samples)
 
     def __call__(self, wav: mx.array) -> mx.array:
         x = wav[..., None]

@@ -21,24 +21,25 @@ from mlx_speech.errors import AudioError
 from mlx_speech.models.ssl.spec import SAMPLE_RATE
 
 
-def waveform_batch(wav: Any, sample_rate: int) -> np.ndarray:
-    """``(T,)`` / ``(B, T)`` numeric audio at ``sample_rate`` -> float32 ``(B, T)``, 16 kHz."""
+def waveform_batch(wav: Any, sample_rate: int, *, where: str = "SSL features") -> np.ndarray:
+    """``(T,)`` / ``(B, T)`` numeric audio at ``sample_rate`` -> float32 ``(B, T)``, 16 kHz;
+    an AudioError starting ``where:`` for anything else."""
     from mlx_speech.audio.io import _check_rate, resample  # noqa: PLC0415
 
     try:
         x = np.asarray(wav, dtype=np.float32)
     except (TypeError, ValueError):
-        raise AudioError(f"SSL features: audio must be a numeric array, "
+        raise AudioError(f"{where}: audio must be a numeric array, "
                          f"got {type(wav).__name__}") from None
     if x.ndim == 1:
         x = x[None]
     if x.ndim != 2:
-        raise AudioError(f"SSL features: expected audio (T,) or (B, T), got shape {x.shape}")
+        raise AudioError(f"{where}: expected audio (T,) or (B, T), got shape {x.shape}")
     if x.shape[1] == 0 or x.shape[0] == 0:
-        raise AudioError(f"SSL features: empty audio (shape {x.shape})")
+        raise AudioError(f"{where}: empty audio (shape {x.shape})")
     if not np.isfinite(x).all():
-        raise AudioError("SSL features: audio contains NaN or Inf samples")
-    sr = _check_rate(sample_rate, "SSL features")
+        raise AudioError(f"{where}: audio contains NaN or Inf samples")
+    sr = _check_rate(sample_rate, where)
     if sr != SAMPLE_RATE:
         x = resample(x, sr, SAMPLE_RATE)
     return np.ascontiguousarray(x, dtype=np.float32)

@@ -110,6 +110,25 @@ class Wav2Vec2Spec(Spec):
             out *= s
         return out
 
+    @property
+    def receptive_field(self) -> int:
+        """Input samples one output frame of the convolution stack sees (400 for the standard
+        extractor)."""
+        r = 1
+        for k, s in reversed(list(zip(self.conv_kernel, self.conv_stride))):
+            r = (r - 1) * s + k
+        return r
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames the convolution stack gives for ``num_samples`` input samples (0 if shorter
+        than the receptive field). Framework-free, so data pipelines can count frames too."""
+        n = num_samples
+        for k, s in zip(self.conv_kernel, self.conv_stride):
+            n = (n - k) // s + 1
+            if n <= 0:
+                return 0
+        return n
+
 
 @dataclasses.dataclass
 class W2VBertSpec(Spec):
