@@ -43,8 +43,9 @@ print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).
 """
 
 
-def _write_wav(path: Path, seconds: float, sr: int = 16000) -> None:
-    """Speech-like audio at 16 kHz (so the encoder also resamples), written in 10 s pieces."""
+def write_speechlike_wav(path: Path, seconds: float, sr: int = 16000) -> None:
+    """Speech-like audio at ``sr`` written in 10 s pieces, so the writer never holds the whole
+    file (16 kHz by default, so a codec also resamples; bench/restore.py uses it too)."""
     import soundfile as sf  # noqa: PLC0415
 
     from mlx_speech.audio.synth import speechlike  # noqa: PLC0415
@@ -107,7 +108,7 @@ def main() -> None:
         res: dict = {"bench": "codec_encode_peak_rss", "model": args.model, "preset": preset,
                      "short_seconds": args.short, "long_seconds": args.long}
         for name, seconds in (("short", args.short), ("long", args.long)):
-            _write_wav(tmp / f"{name}.wav", seconds)
+            write_speechlike_wav(tmp / f"{name}.wav", seconds)
             res[name] = _run(tmp / f"{name}.wav", tmp / f"{name}.safetensors", weights, "stream",
                              args.model)
             if args.whole_file:

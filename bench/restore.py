@@ -31,6 +31,7 @@ import mlx_speech
 mlx_speech.accelerate()  # before mlx is imported: gives MLX its BLAS
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import torch_threads  # noqa: E402
+from codec_memory import write_speechlike_wav  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY_LIMIT = 1.2
@@ -46,21 +47,6 @@ restore_file(src, dst, weights=weights)
 print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                   "seconds": round(time.perf_counter() - t, 2)}))
 """
-
-
-def _write_wav(path: Path, seconds: float, sr: int = 16000) -> None:
-    """Speech-like audio written in 10 s pieces (the writer never holds the whole file)."""
-    import numpy as np  # noqa: PLC0415
-    import soundfile as sf  # noqa: PLC0415
-
-    from mlx_speech.audio.synth import speechlike  # noqa: PLC0415
-
-    piece = np.asarray(speechlike(sr, 10.0, seed=0), np.float32)
-    left = int(seconds * sr)
-    with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, subtype="PCM_16") as fh:
-        while left > 0:
-            fh.write(piece[:left])
-            left -= min(left, piece.size)
 
 
 def _models(preset: str, tmp: Path):
@@ -108,7 +94,7 @@ def _memory(weights: Path, tmp: Path, args: argparse.Namespace) -> dict:
     out = {}
     for name, seconds in (("short", args.short), ("long", args.long)):
         src = tmp / f"{name}.wav"
-        _write_wav(src, seconds)
+        write_speechlike_wav(src, seconds)
         res = subprocess.run([sys.executable, "-c", _CHILD, str(src), str(tmp / f"{name}_out.wav"),
                               str(weights)], capture_output=True, text=True, cwd=ROOT, check=True)
         out[name] = {"audio_s": seconds, **json.loads(res.stdout.strip().splitlines()[-1])}
