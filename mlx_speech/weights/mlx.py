@@ -74,6 +74,18 @@ def save_mlx_model(path: str | Path, module: Any, *, model: str, spec: Any) -> N
     save_checkpoint(path, mlx_to_numpy(module), fmt="mlx", model=model, spec=spec_dict)
 
 
+def save_tagged(path: str | Path, module: Any, *, model: str) -> None:
+    """Save an MLX or a torch_ref module (told apart by torch's ``state_dict``) of the
+    registered ``model`` as our tagged file, in its own framework's layout, with its
+    ``spec``; either framework loads it back. torch is never imported here."""
+    spec = module.spec
+    if hasattr(module, "state_dict"):  # torch_ref
+        arrays = {k: v.detach().cpu().float().numpy() for k, v in module.state_dict().items()}
+        save_checkpoint(path, arrays, fmt="torch", model=model, spec=spec.to_dict())
+    else:
+        save_checkpoint(path, mlx_to_numpy(module), fmt="mlx", model=model, spec=spec.to_dict())
+
+
 def load_mlx_model(path: str | Path) -> tuple[Any, Any]:
     """Build the registered MLX model named in the file's tag and load it (either layout)."""
     arrays, meta = load_checkpoint(path)

@@ -10,8 +10,7 @@ from mlx_speech.errors import CheckpointError
 from mlx_speech.models.dac.formats import (MODEL_NAME, detect_format, read_upstream_state,
                                            tagged_path)
 from mlx_speech.models.dac.spec import DACSpec
-from mlx_speech.weights.checkpoint import save_checkpoint
-from mlx_speech.weights.mlx import load_mlx_model, load_torch_state_into_mlx, mlx_to_numpy
+from mlx_speech.weights.mlx import load_mlx_model, load_torch_state_into_mlx, save_tagged
 
 
 def load_dac(path: str | Path, *, num_codebooks: int | None = None,
@@ -42,10 +41,4 @@ def load_dac(path: str | Path, *, num_codebooks: int | None = None,
 def save_dac(path: str | Path, model: Any) -> None:
     """Save an MLX or torch_ref DAC as our tagged safetensors file (``model=dac``), in its own
     framework's layout; either framework loads it back."""
-    spec = model.spec
-    if hasattr(model, "state_dict"):  # torch_ref
-        arrays = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
-        save_checkpoint(path, arrays, fmt="torch", model=MODEL_NAME, spec=spec.to_dict())
-    else:
-        save_checkpoint(path, mlx_to_numpy(model), fmt="mlx", model=MODEL_NAME,
-                        spec=spec.to_dict())
+    save_tagged(path, model, model=MODEL_NAME)

@@ -9,8 +9,7 @@ from typing import Any
 from mlx_speech.models.mimi.formats import (MODEL_NAME, _with_codebooks, detect_format,
                                             read_upstream_state, resolve_mimi_path)
 from mlx_speech.models.mimi.spec import MimiSpec
-from mlx_speech.weights.checkpoint import save_checkpoint
-from mlx_speech.weights.mlx import load_mlx_model, load_torch_state_into_mlx, mlx_to_numpy
+from mlx_speech.weights.mlx import load_mlx_model, load_torch_state_into_mlx, save_tagged
 
 
 def load_mimi(path: str | Path, *, num_codebooks: int | None = None,
@@ -30,10 +29,4 @@ def load_mimi(path: str | Path, *, num_codebooks: int | None = None,
 
 def save_mimi(path: str | Path, model: Any) -> None:
     """Save an MLX or torch_ref Mimi as a tagged safetensors file (``model=mimi``)."""
-    spec = model.spec
-    if hasattr(model, "state_dict"):  # torch_ref
-        arrays = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
-        save_checkpoint(path, arrays, fmt="torch", model=MODEL_NAME, spec=spec.to_dict())
-    else:
-        save_checkpoint(path, mlx_to_numpy(model), fmt="mlx", model=MODEL_NAME,
-                        spec=spec.to_dict())
+    save_tagged(path, model, model=MODEL_NAME)

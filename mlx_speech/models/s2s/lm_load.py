@@ -8,8 +8,7 @@ from typing import Any
 
 from mlx_speech.models.s2s.lm_formats import MODEL_NAME, check_dtype, read_moshi_lm
 from mlx_speech.models.s2s.lm_spec import MoshiLMSpec
-from mlx_speech.weights.checkpoint import save_checkpoint
-from mlx_speech.weights.mlx import load_torch_state_into_mlx, mlx_to_numpy
+from mlx_speech.weights.mlx import load_torch_state_into_mlx, save_tagged
 
 
 def load_moshi_lm(path: str | Path, *, spec: MoshiLMSpec | None = None,
@@ -34,10 +33,4 @@ def load_moshi_lm(path: str | Path, *, spec: MoshiLMSpec | None = None,
 def save_moshi_lm(path: str | Path, model: Any) -> None:
     """Save an MLX or torch_ref MoshiLM as our tagged safetensors file (``model=moshi_lm``) in
     its own framework's layout; either framework loads it back (``mlx_speech.load``)."""
-    spec = model.spec
-    if hasattr(model, "state_dict"):  # torch_ref
-        arrays = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
-        save_checkpoint(path, arrays, fmt="torch", model=MODEL_NAME, spec=spec.to_dict())
-    else:
-        save_checkpoint(path, mlx_to_numpy(model), fmt="mlx", model=MODEL_NAME,
-                        spec=spec.to_dict())
+    save_tagged(path, model, model=MODEL_NAME)
