@@ -60,9 +60,15 @@ class Miipher2TaskBase(Task):
             raise SpecError(f"data.sample_rate {rate} must be the model's output rate "
                             f"{self.restorer.sample_rate} (the clean crop is the vocoder's target)")
         corpus = build_corpus(spec.data, spec.seed)
-        self.set_babble([load_audio(it.path, sr=rate)[0]
-                         for it in corpus.items[:self.spec.babble_items]], rate)
+        if self.degrades:  # babble is read only by a run that degrades its input
+            self.set_babble([load_audio(it.path, sr=rate)[0]
+                             for it in corpus.items[:self.spec.babble_items]], rate)
         return corpus
+
+    @property
+    def degrades(self) -> bool:
+        """Whether the run's inputs are degraded (every run but stage 2's clean features)."""
+        return True
 
     def set_babble(self, utterances: list[np.ndarray], rate: int) -> None:
         """The utterances babble is mixed from (``open_corpus`` reads them from the corpus)."""
@@ -135,10 +141,14 @@ class VocoderTaskBase(Miipher2TaskBase):
     spec_class = Miipher2VocoderSpec
     gan = True
 
+    @property
+    def degrades(self) -> bool:
+        return self.spec.features == "restored"
+
     def prepare(self, batch: Batch, rngs: list[np.random.Generator], *, train: bool) -> dict[str, np.ndarray]:
         s = self.restorer
         frames = self.spec.segment_frames
         n = (frames + 2) * s.hop_length  # two spare frames: the front end's window overhang
         wav, valid = self.crop(batch, rngs, n, train=train)
-        source = self.degrade(wav, valid, rngs) if self.spec.features == "restored" else wav
+        source = self.degrade(wav, valid, rngs) if self.degrades else wav
         return {"source": self.to_16k(source), "wav": wav[:, :frames * s.hop_length]}
