@@ -158,11 +158,11 @@ def convert_to_mlx(src: Path, dst: Path) -> None:
 @click.argument("dst", type=click.Path(path_type=Path))
 @click.option("--ema", is_flag=True, help="Export the EMA weights of the run.")
 def convert_hifigan_generator(src: Path, dst: Path, ema: bool) -> None:
-    """Export the generator of a `train hifigan` checkpoint for `synth --hifigan DST`."""
+    """Export the generator (HiFi-GAN or Vocos) of a `train hifigan` checkpoint for `synth`."""
     from convert.hifigan_train import export_generator  # noqa: PLC0415
 
     info = export_generator(src, dst, ema=ema)
-    click.echo(f"wrote {dst} (hifigan generator, {info['tensors']} tensors, hop {info['hop_length']})")
+    click.echo(f"wrote {dst} ({info['kind']} generator, {info['tensors']} tensors, hop {info['hop_length']})")
 
 
 @convert_group.command("mimi-surgery")
@@ -244,6 +244,23 @@ def data_synth_corpus(langs: str, n: int, out_dir: Path, sr: int, workers: int, 
     _emit(summary, as_json)
 
 
+@data_group.command("tts-gta")
+@click.option("--voice", default="en_slt", show_default=True, help="Bundled voice name or voice folder.")
+@click.option("--manifest", required=True, type=click.Path(path_type=Path),
+              help="The voice's training corpus (manifest.jsonl with phone timings).")
+@click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Folder for one <wav stem>.npy per utterance (a hifigan recipe's model.mel_dir).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def data_tts_gta(voice: str, manifest: Path, out_dir: Path, as_json: bool) -> None:
+    """Ground-truth-aligned mels of a TTS voice, for fine-tuning its vocoder on them."""
+    from mlx_speech.data.manifest import DataError  # noqa: PLC0415
+    from mlx_speech.train.tts_gta import gta_mels  # noqa: PLC0415
+
+    if not manifest.is_file():
+        raise DataError(f"manifest not found: {manifest}")
+    _emit(gta_mels(voice, manifest, out_dir, progress=not as_json), as_json)
+
+
 @data_group.command("teacher-cache")
 @click.option("--config", "-c", "config", type=click.Path(path_type=Path), required=True,
               help="A mimi9 recipe (task: mimi9), e.g. mlx_speech/configs/mimi9_distill.yaml.")
@@ -274,15 +291,18 @@ def data_teacher_cache(config: Path, overrides: tuple[str, ...], no_progress: bo
 @click.option("--speaker", type=int, default=0, show_default=True, help="Speaker index of a multi-speaker voice.")
 @click.option("--speed", type=float, default=1.0, show_default=True, help="Speaking rate, 0.25..4 (2 = twice as fast).")
 @click.option("--pitch", type=float, default=0.0, show_default=True, help="Pitch shift in semitones, -12..12.")
-@click.option("--vocoder", type=click.Choice(["griffin-lim", "hifigan"]), default="griffin-lim",
-              show_default=True, help="Waveform generator.")
-@click.option("--hifigan", "hifigan_path", type=click.Path(path_type=Path), default=None,
-              help="HiFi-GAN generator: official g_XXXXXXXX (config.json beside it) or tagged .safetensors.")
+@click.option("--vocoder", type=click.Choice(["neural", "griffin-lim", "hifigan"]), default=None,
+              help="Waveform generator: neural (the voice's own vocoder, or --vocoder-weights) or "
+                   "griffin-lim (no weights). Default: the voice's choice (neural where it ships one). "
+                   "hifigan is the older name of neural.")
+@click.option("--vocoder-weights", "--hifigan", "vocoder_path", type=click.Path(path_type=Path), default=None,
+              help="Neural vocoder: a tagged vocos / hifigan .safetensors (convert hifigan-generator) or an "
+                   "official HiFi-GAN g_XXXXXXXX (config.json beside it).")
 @click.option("--gl-iters", type=click.IntRange(1, 1000), default=12, show_default=True,
               help="Griffin-Lim iterations (from PGHI start phases; = mlx_speech.pipelines.synth.GL_ITERS).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def synth(text: str | None, text_file: Path | None, output: Path, voice: str, weights: Path | None,
-          speaker: int, speed: float, pitch: float, vocoder: str, hifigan_path: Path | None,
+          speaker: int, speed: float, pitch: float, vocoder: str | None, vocoder_path: Path | None,
           gl_iters: int, as_json: bool) -> None:
     """Speak TEXT (or --file) into a WAV with a TTS voice (the bundled English voice by default)."""
     import time  # noqa: PLC0415
@@ -296,10 +316,10 @@ def synth(text: str | None, text_file: Path | None, output: Path, voice: str, we
             text = text_file.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise SynthError(f"{text_file} is not UTF-8 text") from None
-    if vocoder != "hifigan" and hifigan_path is not None:
-        raise SynthError("--hifigan needs --vocoder hifigan")
+    if vocoder == "griffin-lim" and vocoder_path is not None:
+        raise SynthError("--vocoder-weights needs a neural vocoder, not --vocoder griffin-lim")
     t0 = time.perf_counter()
-    syn = Synthesizer(weights or voice, vocoder=vocoder, hifigan_path=hifigan_path, gl_iters=gl_iters)
+    syn = Synthesizer(weights or voice, vocoder=vocoder, vocoder_path=vocoder_path, gl_iters=gl_iters)
     n = syn.sentences(text)
     from tqdm import tqdm  # noqa: PLC0415
 
@@ -311,7 +331,7 @@ def synth(text: str | None, text_file: Path | None, output: Path, voice: str, we
     seconds = len(wav) / syn.sample_rate
     elapsed = time.perf_counter() - t0
     _emit({"output": str(path), "seconds": round(seconds, 3), "sentences": n, "sample_rate": syn.sample_rate,
-           "voice": syn.voice_dir.name, "vocoder": vocoder, "elapsed_s": round(elapsed, 3)}, as_json)
+           "voice": syn.voice_dir.name, "vocoder": syn.vocoder_name, "elapsed_s": round(elapsed, 3)}, as_json)
 
 
 @cli.command()

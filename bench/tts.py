@@ -4,8 +4,11 @@ For the bundled voice (or ``--voice DIR``) and a fixed paragraph, per stage and 
 torch_ref with identical weights: the acoustic model (phones -> log-mel), the mel inversion
 (NNLS, mel -> linear magnitude) and Griffin-Lim, the latter with the synthesis defaults
 (``mlx_speech.pipelines.synth.GL_INIT`` / ``GL_ITERS``: PGHI start phases) and with the old default
-(zero phase, 32 iterations) for reference; optionally a random-init HiFi-GAN generator of the V1
-and V3 structures. RTF = compute seconds / audio seconds (lower is faster), steady state: the
+(zero phase, 32 iterations) for reference; the neural vocoder (the voice's own, or a random-init
+Vocos "small" where the voice ships none) in MLX and torch_ref; optionally a random-init HiFi-GAN
+generator of the V1 and V3 structures. ``rtf_mlx_synthesize_end_to_end`` is the whole
+``Synthesizer.synthesize`` call with the voice's default vocoder (neural where it ships one),
+``rtf_mlx_synthesize_griffin_lim`` the same with Griffin-Lim. RTF = compute seconds / audio seconds (lower is faster), steady state: the
 median of ``--reps`` calls after a warm-up call, best of ``--rounds`` interleaved rounds
 (``bench/_timing.py``); ``first_call_s`` is one cold ``Synthesizer.synthesize`` in a fresh
 ``Synthesizer`` (graph building, allocator warm-up). ``griffin_lim_loop`` says where the MLX
@@ -75,6 +78,7 @@ def main() -> None:
     t0 = time.perf_counter()
     syn = Synthesizer(a.voice, gl_iters=iters, gl_init=init)
     load_s = time.perf_counter() - t0
+    gl_syn = Synthesizer(a.voice, vocoder="griffin-lim", gl_iters=iters, gl_init=init)
     t0, c0 = time.perf_counter(), time.process_time()
     first_wav = syn.synthesize(TEXT)
     first = {"wall_s": round(time.perf_counter() - t0, 4), "cpu_s": round(time.process_time() - c0, 4),
@@ -135,6 +139,34 @@ def main() -> None:
         fns[f"torch_griffin_lim_{name}"] = (lambda ini=ini, n_it=n_it:
                                             tgl.griffin_lim(mag_t, n_iter=n_it, init=ini, **frame))
     fns["mlx_synthesize"] = lambda: syn.synthesize(TEXT)
+    fns["mlx_synthesize_griffin_lim"] = lambda: gl_syn.synthesize(TEXT)
+    own = syn.own_vocoder()
+    if own is not None:
+        import torch_ref  # noqa: PLC0415
+        from mlx_speech.weights.mlx import load_mlx_model  # noqa: PLC0415
+
+        m_voc, _ = load_mlx_model(own)
+        t_voc = torch_ref.load(own)
+        vocoder = {"file": own.name, "kind": type(m_voc).__name__}
+    else:
+        from mlx_speech.models.vocos.model import VocosGenerator  # noqa: PLC0415
+        from mlx_speech.models.vocos.spec import VocosSpec  # noqa: PLC0415
+        from torch_ref.models.vocos.model import VocosGenerator as TVocos  # noqa: PLC0415
+
+        m_voc, t_voc = build_pair(VocosGenerator, TVocos, spec=VocosSpec.from_preset("small"))
+        vocoder = {"file": None, "kind": "VocosGenerator (random init, preset small)"}
+    m_voc.remove_weight_norm()
+    t_voc.remove_weight_norm()
+    t_voc.eval()
+    with torch.no_grad():
+        vocoder["mlx_vs_torch_max_abs_diff"] = float(np.abs(np.array(m_voc(mel)) - t_voc(mel_t).numpy()).max())
+
+    def mlx_neural() -> None:
+        with _blas.blas_threads(tts.SYNTH_BLAS_THREADS):
+            mx.eval(m_voc(mel))
+
+    fns["mlx_neural_vocoder"] = mlx_neural
+    fns["torch_neural_vocoder"] = lambda: t_voc(mel_t)
     for name in ([] if a.no_hifigan else ["v1", "v3"]):
         m, t = build_pair(HiFiGANGenerator, THiFiGAN, spec=HiFiGANSpec.from_preset(name))
         m.remove_weight_norm()
@@ -144,7 +176,7 @@ def main() -> None:
     with torch.no_grad():
         times = compare_times({n: with_cpu_time(n, fn) for n, fn in fns.items()}, reps=a.reps, rounds=a.rounds)
     # the end-to-end call speaks TEXT sentence by sentence (pause included): its own audio length
-    seconds = {n: (first["audio_s"] if n == "mlx_synthesize" else audio_s) for n in fns}
+    seconds = {n: (first["audio_s"] if n.startswith("mlx_synthesize") else audio_s) for n in fns}
     rtf = {n: round(v / seconds[n], 4) for n, v in times.items()}
     cpu_rtf = {n: round(float(np.median(cpu[n])) / seconds[n], 4) for n in fns}
 
@@ -159,7 +191,13 @@ def main() -> None:
         "gl": quality, "rtf": rtf, "cpu_rtf": cpu_rtf,
         "rtf_bundled_voice": {gl: {"mlx": total("mlx", rtf, gl), "torch_ref": total("torch", rtf, gl),
                                    "mlx_cpu_time": total("mlx", cpu_rtf, gl)} for gl in configs},
+        "neural_vocoder": vocoder,
+        "rtf_neural": {"mlx": round(rtf["mlx_acoustic"] + rtf["mlx_neural_vocoder"], 4),
+                       "torch_ref": round(rtf["torch_acoustic"] + rtf["torch_neural_vocoder"], 4),
+                       "mlx_vocoder_only": rtf["mlx_neural_vocoder"], "torch_ref_vocoder_only": rtf["torch_neural_vocoder"]},
+        "default_vocoder": syn.vocoder_name,
         "rtf_mlx_synthesize_end_to_end": rtf["mlx_synthesize"],
+        "rtf_mlx_synthesize_griffin_lim": rtf["mlx_synthesize_griffin_lim"],
         "first_call": first, "voice_load_s": round(load_s, 3),
         "acoustic_mel_max_abs_diff": acoustic_diff,
     }

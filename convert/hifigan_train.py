@@ -18,7 +18,8 @@
     renamed to ``weight_g`` / ``weight_v``.
 
 * :func:`export_generator`: a ``task: hifigan`` trainer checkpoint (MLX or torch) -> a tagged
-  ``hifigan`` generator file that ``mlx-speech synth --vocoder hifigan --hifigan PATH`` loads.
+  ``hifigan`` or ``vocos`` generator file (the recipe's ``model.kind``) that
+  ``mlx-speech synth --vocoder neural --vocoder-weights PATH`` loads.
 """
 
 from __future__ import annotations
@@ -190,7 +191,8 @@ def export_generator(checkpoint: str | Path, out: str | Path, *, ema: bool = Fal
         raise CheckpointError(f"{checkpoint}: no {prefix}.generator.* arrays"
                               + (" (the run had no EMA)" if ema else ""))
     spec = gen_spec.to_dict()
-    mlx_arrays = convert_arrays(gen, kinds_for("hifigan", spec), source=meta["format"], target="mlx")
-    save_checkpoint(out, mlx_arrays, fmt="mlx", model="hifigan", spec=spec)
-    return {"generator": str(out), "tensors": len(mlx_arrays), "hop_length": gen_spec.hop_length,
+    kind = recipe.model.get("kind", "hifigan")
+    mlx_arrays = convert_arrays(gen, kinds_for(kind, spec), source=meta["format"], target="mlx")
+    save_checkpoint(out, mlx_arrays, fmt="mlx", model=kind, spec=spec)
+    return {"generator": str(out), "kind": kind, "tensors": len(mlx_arrays), "hop_length": gen_spec.hop_length,
             "source_format": meta["format"]}

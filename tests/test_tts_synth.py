@@ -92,10 +92,17 @@ def test_cli_synth_from_file_with_speed(tmp_path):
     (["synth", "hi", "--pitch", "30"], "pitch"),
     (["synth", "hi", "--speaker", "3"], "speaker 3 out of range"),
     (["synth", "hi", "--voice", "no_such_voice"], "not found"),
-    (["synth", "hi", "--vocoder", "hifigan"], "ships no HiFi-GAN"),
-    (["synth", "hi", "--hifigan", "x.pt"], "--hifigan needs --vocoder hifigan"),
+    (["synth", "hi", "--vocoder", "griffin-lim", "--vocoder-weights", "x.pt"], "needs a neural vocoder"),
+    (["synth", "hi", "--vocoder-weights", "x.pt"], "not found"),
+    (["synth", "hi", "--vocoder", "neural", "--weights", "{plain}"], "ships no neural vocoder"),
+    (["synth", "hi", "--vocoder-weights", str(VOICE / "acoustic.safetensors")], "not a vocoder checkpoint"),
 ], ids=lambda x: x if isinstance(x, str) else None)
 def test_cli_synth_user_errors(tmp_path, args, message):
+    plain = tmp_path / "plain"  # the bundled voice without its neural vocoder
+    plain.mkdir()
+    for f in ("acoustic.safetensors", "voice.json"):
+        (plain / f).write_bytes((VOICE / f).read_bytes())
+    args = [a.replace("{plain}", str(plain)) for a in args]
     r = CliRunner().invoke(cli, args + ["-o", str(tmp_path / "x.wav")])
     assert r.exit_code == 2, r.output
     assert message in r.output

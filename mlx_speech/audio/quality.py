@@ -1,4 +1,4 @@
-"""Speech-quality measures for restoration: DNSMOS, speaker similarity, and pair alignment.
+"""Speech-quality measures: DNSMOS, speaker similarity, mel-cepstral distortion, pair alignment.
 
 Framework-free (numpy at import; the optional packages are imported inside the functions that
 use them, and a missing one raises :class:`~mlx_speech.errors.MissingDependencyError` naming
@@ -9,6 +9,9 @@ what to install):
   ships; run by ``onnxruntime`` on the CPU, nothing is downloaded.
 * :func:`speaker_similarity` -- cosine similarity of ``resemblyzer`` VoiceEncoder (GE2E)
   utterance embeddings; the encoder's weights ship inside the package.
+* :func:`mcd` -- mel-cepstral distortion (Kubichek 1993) between two renditions of the same
+  text, time-aligned by DTW, by the ``mel-cepstral-distance`` package (its defaults: 32 ms
+  Hann windows, 8 ms hop, 20 mel bands, coefficients 1..16), both at 16 kHz.
 * :func:`align` -- the integer lag between a reference and a processed copy (codecs and
   vocoders delay their output), and both trimmed to their overlap, so sample-wise metrics
   (SI-SDR, PESQ, STOI) compare matching samples.
@@ -30,7 +33,7 @@ import numpy as np
 from mlx_speech.audio.checks import mono
 from mlx_speech.errors import AudioError, MissingDependencyError
 
-__all__ = ["MODEL_RATE", "align", "dnsmos", "require", "speaker_similarity"]
+__all__ = ["MODEL_RATE", "align", "dnsmos", "mcd", "require", "speaker_similarity"]
 
 MODEL_RATE = 16000  # the rate both DNSMOS and the VoiceEncoder were trained at
 _DNSMOS_WINDOW_S = 9.01  # speechmos' INPUT_LENGTH: the clip length its models score
@@ -48,6 +51,7 @@ _INSTALL = {
     "webrtcvad": ("webrtcvad-wheels", "webrtcvad-wheels"),
     "pkg_resources": ("webrtcvad-wheels", "webrtcvad-wheels"),
     "torch": ("torch", "torch"),
+    "mel_cepstral_distance": ("mel-cepstral-distance", "mel-cepstral-distance"),
 }
 
 
@@ -131,6 +135,22 @@ def dnsmos(wav: Any, sr: int) -> dict[str, float]:
     scores = run(x16, MODEL_RATE)
     return {"ovrl": float(scores["ovrl_mos"]), "sig": float(scores["sig_mos"]),
             "bak": float(scores["bak_mos"]), "p808": float(scores["p808_mos"])}
+
+
+def mcd(ref: Any, ref_sr: int, est: Any, est_sr: int) -> float:
+    """Mean mel-cepstral distortion in dB of ``est`` against ``ref`` (same text, any lengths),
+    frames paired by dynamic time warping on the mel spectrogram; lower is closer. Both signals
+    are resampled to 16 kHz (32 ms = 512 samples) and peak-normalised by the package."""
+    m = require("mel_cepstral_distance.api", "mcd")
+    a = _at_model_rate(_mono(ref, "mcd", "reference"), ref_sr).astype(np.float64)
+    b = _at_model_rate(_mono(est, "mcd"), est_sr).astype(np.float64)
+    _audible(a, "mcd", "reference")
+    _audible(b, "mcd", "input")
+    n, hop = m.ms_to_samples(32, MODEL_RATE), m.ms_to_samples(8, MODEL_RATE)
+    specs = [m.get_X_km(m.norm_audio_signal(x), n, n, hop, "hanning") for x in (a, b)]
+    value, _ = m.compare_amplitude_spectrograms(specs[0], specs[1], MODEL_RATE, 32, aligning="dtw",
+                                                align_target="mel")
+    return float(value)
 
 
 @functools.lru_cache(maxsize=1)

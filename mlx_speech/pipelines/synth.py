@@ -1,10 +1,16 @@
-"""Text -> waveform: frontend + FastSpeech2 acoustic model + vocoder (Griffin-Lim or HiFi-GAN).
+"""Text -> waveform: frontend + FastSpeech2 acoustic model + vocoder (neural or Griffin-Lim).
 
 A voice is a folder::
 
     acoustic.safetensors   tagged FastSpeech2 checkpoint (MLX or torch layout)
     voice.json             {"language", "mel_preset", "speakers", "vocoder", ...}
-    hifigan.safetensors    optional tagged HiFi-GAN generator (same mel preset)
+    vocoder.safetensors    optional tagged neural vocoder, Vocos or HiFi-GAN (same mel preset);
+                           an older voice's ``hifigan.safetensors`` is read too
+
+The vocoder of a synthesis is ``vocoder="neural"`` (the voice's own file, or ``vocoder_path``),
+``"griffin-lim"`` (no weights; the fallback), or ``None``: the voice's choice, ``voice.json``'s
+``"vocoder"`` (``"neural"`` where the voice ships one). ``"hifigan"`` is the older name of
+``"neural"``.
 
 The bundled voice lives in ``mlx_speech/assets/tts/en_slt``. ``Synthesizer.synthesize`` speaks
 long text sentence by sentence and joins the pieces with a short pause.
@@ -29,7 +35,9 @@ from mlx_speech.text import LANGUAGES, TextFrontend
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "tts"
 DEFAULT_VOICE = "en_slt"
-VOCODERS = ("griffin-lim", "hifigan")
+VOCODERS = ("neural", "griffin-lim", "hifigan")
+VOCODER_FILES = ("vocoder.safetensors", "hifigan.safetensors")  # a voice's own neural vocoder
+_NEURAL = ("HiFiGANGenerator", "VocosGenerator")
 SPEED_RANGE = (0.25, 4.0)
 _PAUSE_S = 0.15
 # Griffin-Lim defaults of the synthesis path. On the 25 held-out sentences, mean spectral
@@ -65,11 +73,12 @@ def resolve_voice(voice: str | os.PathLike | None) -> Path:
 
 
 class Synthesizer:
-    """Load a voice once, synthesize many texts. ``vocoder``: "griffin-lim" or "hifigan"."""
+    """Load a voice once, synthesize many texts. ``vocoder``: "neural", "griffin-lim", or None
+    (the voice's default); see the module docstring."""
 
-    def __init__(self, voice: str | os.PathLike | None = None, *, vocoder: str = "griffin-lim",
-                 hifigan_path: str | os.PathLike | None = None, gl_iters: int = GL_ITERS,
-                 gl_init: str = GL_INIT) -> None:
+    def __init__(self, voice: str | os.PathLike | None = None, *, vocoder: str | None = None,
+                 vocoder_path: str | os.PathLike | None = None, hifigan_path: str | os.PathLike | None = None,
+                 gl_iters: int = GL_ITERS, gl_init: str = GL_INIT) -> None:
         from mlx_speech.weights.mlx import load_mlx_model  # noqa: PLC0415
 
         self.voice_dir = resolve_voice(voice)
@@ -84,27 +93,41 @@ class Synthesizer:
             raise CheckpointError(f"{path}: expected a fastspeech2 checkpoint")
         self.acoustic.eval()
         self.frontend = TextFrontend()
+        if vocoder_path is not None and hifigan_path is not None:
+            raise SynthError("give the vocoder weights once (vocoder_path or its older name hifigan_path)")
+        vocoder_path = vocoder_path if vocoder_path is not None else hifigan_path
+        vocoder = self.default_vocoder(vocoder_path) if vocoder is None else vocoder
         if vocoder not in VOCODERS:
             raise SynthError(f"unknown vocoder {vocoder!r}; choose from {', '.join(VOCODERS)}")
-        self.vocoder_name = vocoder
+        if vocoder == "griffin-lim" and vocoder_path is not None:
+            raise SynthError("vocoder weights were given with the griffin-lim vocoder; drop one of them")
+        self.vocoder_name = "griffin-lim" if vocoder == "griffin-lim" else "neural"
         from mlx_speech.audio.griffinlim import GL_INITS  # noqa: PLC0415
 
         if gl_init not in GL_INITS:
             raise SynthError(f"unknown Griffin-Lim init {gl_init!r}; choose from {', '.join(GL_INITS)}")
         self.gl_iters, self.gl_init = gl_iters, gl_init
-        self._hifigan = self._load_hifigan(hifigan_path) if vocoder == "hifigan" else None
+        self._neural = self._load_neural(vocoder_path) if self.vocoder_name == "neural" else None
 
-    def _load_hifigan(self, path: str | os.PathLike | None) -> Any:
-        own = self.voice_dir / "hifigan.safetensors"
-        if path is None and own.is_file():
-            path = own
+    def own_vocoder(self) -> Path | None:
+        """The neural vocoder file the voice ships, if any."""
+        return next((self.voice_dir / f for f in VOCODER_FILES if (self.voice_dir / f).is_file()), None)
+
+    def default_vocoder(self, vocoder_path: str | os.PathLike | None = None) -> str:
+        """The voice's vocoder: neural where weights are given or the voice asks for its own."""
+        if vocoder_path is not None:
+            return "neural"
+        wanted = self.meta.get("vocoder", "griffin-lim")
+        return "neural" if wanted in ("neural", "hifigan") and self.own_vocoder() is not None else "griffin-lim"
+
+    def _load_neural(self, path: str | os.PathLike | None) -> Any:
+        path = self.own_vocoder() if path is None else Path(path)
         if path is None:
-            raise SynthError(f"voice {self.voice_dir.name!r} ships no HiFi-GAN vocoder: use --vocoder "
-                             "griffin-lim, or --hifigan PATH (an official g_XXXXXXXX generator or our "
-                             "tagged hifigan file) for the same mel front end")
-        path = Path(path)
+            raise SynthError(f"voice {self.voice_dir.name!r} ships no neural vocoder: use --vocoder "
+                             "griffin-lim, or --vocoder-weights PATH (a tagged vocos / hifigan file, or an "
+                             "official HiFi-GAN g_XXXXXXXX generator) for the same mel front end")
         if not path.is_file():
-            raise SynthError(f"HiFi-GAN checkpoint {str(path)!r} not found")
+            raise SynthError(f"vocoder checkpoint {str(path)!r} not found")
         if path.suffix == ".safetensors":
             from mlx_speech.weights.mlx import load_mlx_model  # noqa: PLC0415
 
@@ -115,13 +138,13 @@ class Synthesizer:
 
             cfg = path.parent / "config.json"
             gen = load_official_generator(path, spec_from_config(cfg if cfg.is_file() else None))
-        if type(gen).__name__ != "HiFiGANGenerator":
-            raise CheckpointError(f"{path}: not a HiFi-GAN generator checkpoint")
-        if hasattr(gen, "remove_weight_norm"):
-            gen.remove_weight_norm()
-        if gen.hop_length != self.mel.hop_length:
-            raise SynthError(f"HiFi-GAN hop {gen.hop_length} does not match the voice's mel hop "
-                             f"{self.mel.hop_length}")
+        if type(gen).__name__ not in _NEURAL:
+            raise CheckpointError(f"{path}: not a vocoder checkpoint (a {type(gen).__name__}; expected "
+                                  "a vocos or hifigan generator)")
+        gen.remove_weight_norm()
+        if gen.spec.n_mels != self.mel.n_mels or gen.hop_length != self.mel.hop_length:
+            raise SynthError(f"vocoder {path.name} takes {gen.spec.n_mels} mels at hop {gen.hop_length}; the "
+                             f"voice's mel has {self.mel.n_mels} at hop {self.mel.hop_length}")
         gen.eval()
         return gen
 
@@ -142,8 +165,8 @@ class Synthesizer:
         if mel.shape[1] == 0:
             return np.zeros(0, np.float32)
         with blas_threads(SYNTH_BLAS_THREADS):
-            if self._hifigan is not None:
-                wav = self._hifigan(mel)[0]
+            if self._neural is not None:
+                wav = self._neural(mel)[0]
             else:
                 from mlx_speech.audio.griffinlim import mel_to_audio  # noqa: PLC0415
 

@@ -105,7 +105,7 @@ class TTSBase(Task):
             if src.kind == "manifest" and not manifest.is_file():
                 tf.single_voice_corpus(manifest.parent, sentences=tf.read_sentences(sentences_file(fest.sentences)),
                                        voice=fest.voice, sample_rate=MelSpec.from_preset(self.spec.mel_preset).sample_rate,
-                                       progress=progress)
+                                       progress=progress, lang=self.spec.language)
 
     def open_corpus(self, spec: TrainSpec, out_dir: Path, *, progress: bool = False) -> Corpus:
         self.check(spec)

@@ -41,15 +41,15 @@ def read_sentences(path: str | os.PathLike) -> list[str]:
 
 def single_voice_corpus(out_dir: str | os.PathLike, *, sentences: list[str], voice: str = "cmu_us_slt_arctic_hts",
                         engine: str = "festival", sample_rate: int = 22050, workers: int = 2,
-                        progress: bool = True) -> dict[str, Any]:
-    """Speak every sentence with one voice into ``out_dir`` (wavs/ + manifest.jsonl)."""
-    v = Voice(engine, voice, "en")
+                        progress: bool = True, lang: str = "en") -> dict[str, Any]:
+    """Speak every sentence (in ``lang``) with one voice into ``out_dir`` (wavs/ + manifest.jsonl)."""
+    v = Voice(engine, voice, lang)
     orig_plan, orig_voices = sc.plan_jobs, sc.available_voices
-    jobs = [sc.Job(index=i, lang="en", text=t, voice=v) for i, t in enumerate(sentences)]
+    jobs = [sc.Job(index=i, lang=lang, text=t, voice=v) for i, t in enumerate(sentences)]
     try:
-        sc.available_voices = lambda langs, engines=None: {"en": [v]}
+        sc.available_voices = lambda langs, engines=None: {lang: [v]}
         sc.plan_jobs = lambda langs, n, voices, seed: jobs
-        return sc.synth_corpus(out_dir, langs=["en"], n=len(jobs), sample_rate=sample_rate,
+        return sc.synth_corpus(out_dir, langs=[lang], n=len(jobs), sample_rate=sample_rate,
                                workers=workers, progress=progress)
     finally:
         sc.plan_jobs, sc.available_voices = orig_plan, orig_voices

@@ -12,13 +12,14 @@ from torch import nn
 from mlx_speech.train.hifigan_base import HiFiGANTaskBase
 from torch_ref.audio.spectral import log_mel
 from torch_ref.models.hifigan.model import HiFiGANGenerator
+from torch_ref.models.vocos.model import VocosGenerator
 from torch_ref.train.discriminators import HiFiGANDiscriminator
 from torch_ref.train.losses import (feature_matching_loss, lsgan_discriminator_loss, lsgan_generator_loss,
                                     mel_l1_loss)
 
 
 class HiFiGAN(nn.Module):
-    def __init__(self, *, generator: HiFiGANGenerator, discriminator: HiFiGANDiscriminator) -> None:
+    def __init__(self, *, generator: HiFiGANGenerator | VocosGenerator, discriminator: HiFiGANDiscriminator) -> None:
         super().__init__()
         self.generator = generator
         self.discriminator = discriminator
@@ -32,12 +33,20 @@ def halves(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class HiFiGANTask(HiFiGANTaskBase):
     def build(self) -> nn.Module:
         s = self.spec
-        return HiFiGAN(generator=HiFiGANGenerator(s.generator_spec()),
-                       discriminator=HiFiGANDiscriminator(s.discriminator))
+        gen = (VocosGenerator if s.kind == "vocos" else HiFiGANGenerator)(s.generator_spec())
+        if s.init is not None:
+            import torch_ref  # noqa: PLC0415
+
+            src = torch_ref.load(s.init)
+            self.check_init(src, s.init)
+            gen.load_state_dict(src.state_dict(), strict=True)
+        return HiFiGAN(generator=gen, discriminator=HiFiGANDiscriminator(s.discriminator))
 
     def features(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(waveform (B, segment), generator input mel (B, segment / hop, n_mels))``."""
         wav = inputs["wav"].float()
+        if "mel" in inputs:  # model.mel_dir: stored (e.g. ground-truth-aligned) mels
+            return wav, inputs["mel"].float()
         m = self.spec.mel_spec()
         with torch.no_grad(), torch.autocast(device_type=wav.device.type, enabled=False):
             mel = log_mel(wav, **m.mel_kwargs(), floor=m.log_floor)[:, :-1]
@@ -45,6 +54,9 @@ class HiFiGANTask(HiFiGANTaskBase):
 
     def discriminator_loss(self, generator: nn.Module, discriminator: nn.Module,
                            inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if not self.gan_on:  # warm-up: D is not run; an exact 0 that still reaches its parameters
+            zero = sum(p.sum() for p in discriminator.parameters()) * 0.0
+            return zero, {"d_loss": zero.detach()}
         wav, mel = self.features(inputs)
         with torch.no_grad():
             fake = generator(mel).float()
@@ -59,6 +71,8 @@ class HiFiGANTask(HiFiGANTaskBase):
         wav, mel = self.features(inputs)
         pred = generator(mel).float()
         mel_l1 = mel_l1_loss(pred, wav, mel=s.loss_mel())
+        if not self.gan_on:
+            return s.mel_weight * mel_l1, {"mel_l1": mel_l1}
         scores, feats = discriminator(torch.cat([wav, pred], dim=0))
         adv, _ = lsgan_generator_loss([halves(x)[1] for x in scores])
         split = [[halves(f) for f in layers] for layers in feats]

@@ -3,24 +3,32 @@
 A recipe's ``model:`` mapping for ``task: hifigan`` is a :class:`HiFiGANTrainSpec`::
 
     model:
-      variant: v1               # HiFiGANSpec preset (v1 / v2 / v3 / tiny), or null
-      generator: {}             # HiFiGANSpec fields overriding the preset (all of them when null)
+      kind: hifigan             # the generator: hifigan, or vocos (ConvNeXt + inverse STFT)
+      variant: v1               # its spec's preset (HiFiGANSpec: v1 / v2 / v3 / tiny;
+                                # VocosSpec: base / small / tiny), or null
+      generator: {}             # spec fields overriding the preset (all of them when null)
       mel_preset: hifigan_22k   # MelSpec preset of the generator's input mel
       discriminator: {...}      # HiFiGANDiscriminatorSpec fields (default: the paper's)
       segment_size: 8192
       mel_weight: 45.0
       fm_weight: 2.0
       adv_weight: 1.0
+      disc_start: 0             # optimiser steps of mel loss alone before the GAN terms start
+      init: null                # a tagged generator file (same kind and spec) to start from
+      mel_dir: null             # input mels from <mel_dir>/<wav stem>.npy (e.g. data tts-gta)
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 from mlx_speech.specs.audio import MelSpec
 from mlx_speech.specs.base import Spec, require
 from mlx_speech.models.hifigan.spec import HiFiGANSpec
+from mlx_speech.models.vocos.spec import VocosSpec
+
+GENERATORS = {"hifigan": HiFiGANSpec, "vocos": VocosSpec}
 
 
 def _field(factory: Any) -> Any:
@@ -87,14 +95,26 @@ def hifigan_discriminator_tiny() -> HiFiGANDiscriminatorSpec:
 
 @dataclasses.dataclass
 class HiFiGANTrainSpec(Spec):
-    """``task: hifigan``: GAN training of a HiFi-GAN generator (see the module docstring).
+    """``task: hifigan``: GAN training of a HiFi-GAN or Vocos generator (see the module docstring).
 
     Generator loss ``adv_weight * LSGAN + fm_weight * feature matching + mel_weight * mel L1``
     (paper: 1, 2, 45). The mel L1 uses the input front end with ``f_max = loss_f_max``
     (paper: the full band, ``null``). ``segment_size`` samples are cropped at random from each
     item (zero-padded when shorter); it must be a multiple of the mel hop.
+
+    ``disc_start``: for the first N optimiser steps the generator learns from the mel L1 alone
+    and the discriminator is not run (its loss is an exact 0 with zero gradients, so Adam leaves
+    it unchanged but for weight decay): a cheap warm-up, each step a fraction of a GAN step's
+    cost. ``init``: a tagged generator file (``convert hifigan-generator``'s output) of the same
+    kind and spec whose weights the generator starts from (fine-tuning, e.g. on an acoustic
+    model's own mels); the discriminator starts afresh. ``mel_dir``: the generator's input mel
+    of each utterance is read from ``<mel_dir>/<wav stem>.npy`` (``(T, n_mels)``, the centred
+    frames of the whole recording, e.g. ``mlx-speech data tts-gta``'s ground-truth-aligned
+    mels) instead of being computed from the audio; the segment is then cut on the frame grid
+    from whole utterances (``data.crop_seconds: null``). The losses still compare with the audio.
     """
 
+    kind: Literal["hifigan", "vocos"] = "hifigan"
     variant: str | None = "v1"
     generator: dict[str, Any] | None = _field(dict)
     mel_preset: str = "hifigan_22k"
@@ -104,6 +124,9 @@ class HiFiGANTrainSpec(Spec):
     mel_weight: float = 45.0
     fm_weight: float = 2.0
     adv_weight: float = 1.0
+    disc_start: int = 0
+    init: str | None = None
+    mel_dir: str | None = None
 
     def validate(self) -> None:
         w = type(self).__name__
@@ -115,15 +138,17 @@ class HiFiGANTrainSpec(Spec):
         require(self.segment_size > 0 and self.segment_size % mel.hop_length == 0, w,
                 f"segment_size {self.segment_size} must be a positive multiple of the hop {mel.hop_length}")
         require(min(self.mel_weight, self.fm_weight, self.adv_weight) >= 0, w, "loss weights must be >= 0")
+        require(self.disc_start >= 0, w, f"disc_start must be >= 0, got {self.disc_start}")
         self.loss_mel()
 
-    def generator_spec(self) -> HiFiGANSpec:
-        """The generator: preset ``variant`` with ``generator``'s fields replaced."""
+    def generator_spec(self) -> HiFiGANSpec | VocosSpec:
+        """The generator (its ``kind``'s spec): preset ``variant`` with ``generator``'s fields replaced."""
         where = f"{type(self).__name__}.generator"
+        cls = GENERATORS[self.kind]
         if self.variant is None:
-            return HiFiGANSpec._build(dict(self.generator or {}), strict=True, where=where)
-        base = HiFiGANSpec.from_preset(self.variant).to_dict()
-        return HiFiGANSpec._build({**base, **(self.generator or {})}, strict=True, where=where)
+            return cls._build(dict(self.generator or {}), strict=True, where=where)
+        base = cls.from_preset(self.variant).to_dict()
+        return cls._build({**base, **(self.generator or {})}, strict=True, where=where)
 
     def mel_spec(self) -> MelSpec:
         """The generator's input front end."""

@@ -1,0 +1,1 @@
+"""Vocos-style vocoder, torch mirror (``model.py``)."""
