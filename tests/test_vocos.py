@@ -225,6 +225,8 @@ def test_mel_dir_reads_stored_mels_on_the_frame_grid(manifest, tmp_path):
     # interior frames see the same samples (the edges differ by the crop's padding)
     np.testing.assert_allclose(x["mel"][:, 2:-2], own[:, 2:-2], atol=2e-3)
     tr.run()
+    with pytest.raises(SpecError, match="compile: false"):
+        make_trainer(recipe(manifest, tmp_path / "r3", {"disc_start": 2}, compile=True), "mlx").run()
     with pytest.raises(SpecError, match="crop_seconds"):
         make_trainer(recipe(manifest, tmp_path / "r2", {"mel_dir": str(mel_dir)}), "mlx").run()
     (mel_dir / f"{Path(items[0].path).stem}.npy").unlink()
@@ -258,3 +260,17 @@ def test_tts_gta_mels_fit_the_corpus_audio(tmp_path):
         assert mel.shape == (len(wav) // 256 + 1, 80) and np.isfinite(mel).all()
     res = CliRunner().invoke(cli, ["data", "tts-gta", "--manifest", str(tmp_path / "nope.jsonl"), "-o", "x"])
     assert res.exit_code == 2 and "manifest not found" in res.output
+
+
+@pytest.mark.parametrize("name", ["vocos_slt_cpu.yaml", "vocos_slt_gta_cpu.yaml", "tts_hi_nsk.yaml",
+                                  "tts_te_nsk.yaml"])
+def test_shipped_voice_recipes_parse(name):
+    from mlx_speech.registry import get_task
+    from mlx_speech.train.targets import recipe_path
+
+    spec = TrainSpec.from_yaml(recipe_path(name))
+    task = get_task(spec.task, "mlx")(spec.model)
+    if spec.task == "hifigan":
+        assert task.spec.kind == "vocos" and task.spec.generator_spec() == VocosSpec.from_preset("small")
+    else:
+        assert task.spec.language in ("hi", "te") and task.spec.alignment == "learned"

@@ -54,9 +54,12 @@ class HiFiGANTaskBase(Task):
 
     def open_corpus(self, spec: Any, out_dir: Path, *, progress: bool = False) -> Any:
         """As every task's, after checking that ``mel_dir`` gets whole utterances (the segment
-        must sit on the stored mel's frame grid) and exists."""
+        must sit on the stored mel's frame grid) and exists, and that a warm-up is not compiled."""
         from mlx_speech.errors import SpecError  # noqa: PLC0415
 
+        if self.spec.disc_start and spec.compile:
+            raise SpecError("model.disc_start needs compile: false (the warm-up changes the loss's graph "
+                            "at step disc_start)")
         if self.spec.mel_dir is not None:
             if spec.data.crop_seconds is not None:
                 raise SpecError("model.mel_dir needs data.crop_seconds: null (whole utterances; the "

@@ -103,7 +103,7 @@ class VocosGenerator(nn.Module):
     def _init_weights(self) -> None:
         for _, m in self.named_modules():
             if isinstance(m, (Conv1d, nn.Linear)):
-                m.weight = mx.clip(mx.random.normal(m.weight.shape) * INIT_STD, -2 * INIT_STD, 2 * INIT_STD)
+                m.weight = mx.random.truncated_normal(-2.0, 2.0, m.weight.shape) * INIT_STD
                 m.bias = mx.zeros(m.bias.shape)
 
     def __call__(self, mel: mx.array) -> mx.array:
