@@ -32,6 +32,31 @@ def test_bundled_voice_is_small_and_tagged():
     assert meta["language"] == "en" and meta["mel_preset"] == "hifigan_22k"
 
 
+def test_bundled_voices_are_registered():
+    from mlx_speech.pipelines.synth import bundled_voices
+
+    assert {"en_slt", "hi_nsk", "te_nsk"} <= set(bundled_voices())
+    total = sum(p.stat().st_size for v in ("en_slt", "hi_nsk", "te_nsk") for p in (ASSETS / v).iterdir())
+    assert total < 40 * 2**20
+
+
+@pytest.mark.parametrize("voice, lang, text, script", [
+    ("hi_nsk", "hi", "बच्चे बगीचे में खेल रहे हैं। कल बारिश होगी।", (0x0900, 0x097F)),
+    ("te_nsk", "te", "పిల్లలు తోటలో ఆడుకుంటున్నారు. రేపు వర్షం పడుతుంది.", (0x0C00, 0x0C7F)),
+])
+def test_indian_voices_speak_their_scripts(voice, lang, text, script):
+    syn = Synthesizer(voice)
+    assert syn.language == lang and syn.sample_rate == 22050
+    utts = syn.frontend.encode(text, lang)
+    assert len(utts) == 2 and all(len(u.ids) > 5 for u in utts)
+    wav = syn.synthesize(text)
+    assert 1.5 < len(wav) / syn.sample_rate < 10.0
+    assert float(np.sqrt(np.mean(wav ** 2))) > 0.01 and np.isfinite(wav).all()
+    meta = json.loads((ASSETS / voice / "voice.json").read_text())
+    assert meta["language"] == lang and meta["alignment"] == "learned"
+    assert all(script[0] <= ord(c) <= script[1] for c in text if c.isalpha())
+
+
 def test_bundled_voice_speaks_with_plausible_duration(synth):
     wav = synth.synthesize("The morning train was late again today.")
     seconds = len(wav) / synth.sample_rate

@@ -100,10 +100,16 @@ class TTSBase(Task):
             return
         from mlx_speech.specs.audio import MelSpec  # noqa: PLC0415
 
-        for src in spec.data.sources:
+        lists = fest.sentence_lists()
+        manifests = [src for src in spec.data.sources if src.kind == "manifest"]
+        if len(lists) > 1 and len(lists) != len(manifests):
+            raise SpecError(f"model.synthesize.sentences: {len(lists)} sentence lists for {len(manifests)} "
+                            "manifest sources (give one list, or one per manifest source)")
+        for k, src in enumerate(manifests):
             manifest = Path(src.path)
-            if src.kind == "manifest" and not manifest.is_file():
-                tf.single_voice_corpus(manifest.parent, sentences=tf.read_sentences(sentences_file(fest.sentences)),
+            if not manifest.is_file():
+                sentences = lists[k] if len(lists) > 1 else lists[0]
+                tf.single_voice_corpus(manifest.parent, sentences=tf.read_sentences(sentences_file(sentences)),
                                        voice=fest.voice, sample_rate=MelSpec.from_preset(self.spec.mel_preset).sample_rate,
                                        progress=progress, lang=self.spec.language)
 

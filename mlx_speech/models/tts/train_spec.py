@@ -17,7 +17,7 @@ Framework-neutral (imports neither mlx nor torch). The utterances come from the 
   (wav, text) pairs;
 * ``synthesize``: when set, a manifest source that does not exist yet is generated first by
   festival speaking ``synthesize.sentences`` with ``synthesize.voice`` (the bundled voice's
-  corpus); ``max_items`` keeps the first N training utterances (0: all);
+  corpus; a list of sentence files gives the k-th manifest source the k-th list); ``max_items`` keeps the first N training utterances (0: all);
 * ``voice_dir``: where the voice folder (``voice.json`` + ``acoustic.safetensors``) is written
   at every checkpoint and at the end (default ``<out_dir>/voice``).
 """
@@ -35,12 +35,16 @@ from mlx_speech.specs.base import Spec, require
 class FestivalCorpusSpec(Spec):
     """A single-voice festival corpus generated when its manifest is missing."""
 
-    sentences: str = "mlx_speech/assets/tts/train_en.txt"   # one sentence a line
+    sentences: str | list[str] = "mlx_speech/assets/tts/train_en.txt"   # one sentence a line
     voice: str = "cmu_us_slt_arctic_hts"
 
     def validate(self) -> None:
         require(bool(self.sentences) and bool(self.voice), type(self).__name__,
                 "sentences and voice must be set")
+
+    def sentence_lists(self) -> list[str]:
+        """One list per manifest source, in order (a single list serves every source)."""
+        return [self.sentences] if isinstance(self.sentences, str) else list(self.sentences)
 
 
 @dataclasses.dataclass
