@@ -19,6 +19,7 @@ register_family(
                     torch="torch_ref.models.tts.voice:load_voice_torch"),),
     tasks={"tts": {"mlx": "mlx_speech.train.tasks_tts:TTSTask",
                    "torch": "torch_ref.train.tasks_tts:TTSTask"}},
-    targets={"tts": ("tts", "tts_slt_tiny.yaml")},
+    targets={"tts": ("tts", "tts_slt_tiny.yaml"), "tts_hi_nsk": ("tts", "tts_hi_nsk.yaml"),
+             "tts_te_nsk": ("tts", "tts_te_nsk.yaml")},
     evals={"tts": "mlx_speech.eval.tts:command"},
 )
