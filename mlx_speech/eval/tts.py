@@ -63,9 +63,6 @@ class Recognizer:
         return d.hyp().hypstr if d.hyp() is not None else ""
 
 
-SYSTEMS = ("teacher", "griffin-lim", "neural")
-
-
 def _mean(xs: list[float]) -> float | None:
     return round(float(np.mean(xs)), 4) if xs else None
 

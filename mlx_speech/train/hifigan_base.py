@@ -9,10 +9,10 @@ generator's input) and the mel losses are computed by the framework halves
 
 from __future__ import annotations
 
-import numpy as np
-
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from mlx_speech.data.loader import Batch
 from mlx_speech.data.manifest import DataError

@@ -101,6 +101,14 @@ def write_voice(voice_dir: Path, model: Any, spec: Any) -> None:
     save_mlx_model(voice_dir / "acoustic.safetensors", model, model="fastspeech2", spec=spec)
 
 
+def numpy_log_mel(wav: np.ndarray, mel_spec: Any) -> np.ndarray:
+    """``(T, n_mels)`` float32 log-mel of one utterance by MLX's front end (the task's features)."""
+    from mlx_speech.audio.spectral import log_mel  # noqa: PLC0415
+
+    out = log_mel(mx.array(wav[None]), **mel_spec.mel_kwargs(), floor=mel_spec.log_floor)[0]
+    return np.array(out).astype(np.float32)
+
+
 class TTSTask(TTSBase):
     """FastSpeech2 voice training (module docstring)."""
 
@@ -111,10 +119,7 @@ class TTSTask(TTSBase):
         return super().open_corpus(spec, out_dir, progress=progress)
 
     def log_mel(self, wav: np.ndarray, mel_spec: Any) -> np.ndarray:
-        from mlx_speech.audio.spectral import log_mel  # noqa: PLC0415
-
-        out = log_mel(mx.array(wav[None]), **mel_spec.mel_kwargs(), floor=mel_spec.log_floor)[0]
-        return np.array(out).astype(np.float32)
+        return numpy_log_mel(wav, mel_spec)
 
     def build(self) -> nn.Module:
         model = FastSpeech2(self.arch)

@@ -23,15 +23,6 @@ import numpy as np
 from mlx_speech.errors import UserError
 
 
-def _log_mel(wav: np.ndarray, mel_spec: Any) -> np.ndarray:
-    import mlx.core as mx  # noqa: PLC0415
-
-    from mlx_speech.audio.spectral import log_mel  # noqa: PLC0415
-
-    out = log_mel(mx.array(wav[None]), **mel_spec.mel_kwargs(), floor=mel_spec.log_floor)[0]
-    return np.array(out).astype(np.float32)
-
-
 def gta_mels(voice: str | os.PathLike | None, manifest: str | os.PathLike, out_dir: str | os.PathLike,
              *, progress: bool = True) -> dict[str, Any]:
     """Write the GTA mel of every item of ``manifest`` (see the module docstring)."""
@@ -40,6 +31,7 @@ def gta_mels(voice: str | os.PathLike | None, manifest: str | os.PathLike, out_d
     from mlx_speech.pipelines.synth import resolve_voice  # noqa: PLC0415
     from mlx_speech.text import LANGUAGES  # noqa: PLC0415
     from mlx_speech.train.tts_batch import make_batch  # noqa: PLC0415
+    from mlx_speech.train.tasks_tts import numpy_log_mel  # noqa: PLC0415
     from mlx_speech.train.tts_features import feature_stats, prepare_features  # noqa: PLC0415
     from mlx_speech.utils.atomic import atomic_path, atomic_write_text  # noqa: PLC0415
     from mlx_speech.weights.mlx import load_mlx_model  # noqa: PLC0415
@@ -50,7 +42,7 @@ def gta_mels(voice: str | os.PathLike | None, manifest: str | os.PathLike, out_d
     if type(model).__name__ != "FastSpeech2":
         raise UserError(f"{voice_dir}: acoustic.safetensors is not a fastspeech2 model")
     model.eval()
-    feats = prepare_features(manifest, _log_mel, meta.get("mel_preset", "hifigan_22k"), progress=progress)
+    feats = prepare_features(manifest, numpy_log_mel, meta.get("mel_preset", "hifigan_22k"), progress=progress)
     stats = feature_stats(feats)
     lang = mx.array([LANGUAGES.index(meta.get("language", "en"))], dtype=mx.int32)
     out = Path(out_dir)
