@@ -154,15 +154,19 @@ def convert_to_mlx(src: Path, dst: Path) -> None:
 
 
 @convert_group.command("hifigan-generator")
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.argument("dst", type=click.Path(path_type=Path))
 @click.option("--ema", is_flag=True, help="Export the EMA weights of the run.")
-def convert_hifigan_generator(src: Path, dst: Path, ema: bool) -> None:
-    """Export the generator (HiFi-GAN or Vocos) of a `train hifigan` checkpoint for `synth`."""
+def convert_hifigan_generator(src: tuple[Path, ...], dst: Path, ema: bool) -> None:
+    """Export the generator (HiFi-GAN or Vocos) of a `train hifigan` checkpoint for `synth`.
+
+    With several SRC checkpoints (same generator), DST holds the average of their weights."""
     from convert.hifigan_train import export_generator  # noqa: PLC0415
 
-    info = export_generator(src, dst, ema=ema)
-    click.echo(f"wrote {dst} ({info['kind']} generator, {info['tensors']} tensors, hop {info['hop_length']})")
+    info = export_generator(list(src), dst, ema=ema)
+    avg = f", average of {info['checkpoints']} checkpoints" if info["checkpoints"] > 1 else ""
+    click.echo(f"wrote {dst} ({info['kind']} generator, {info['tensors']} tensors, "
+               f"hop {info['hop_length']}{avg})")
 
 
 @convert_group.command("mimi-surgery")

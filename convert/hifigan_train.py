@@ -19,7 +19,8 @@
 
 * :func:`export_generator`: a ``task: hifigan`` trainer checkpoint (MLX or torch) -> a tagged
   ``hifigan`` or ``vocos`` generator file (the recipe's ``model.kind``) that
-  ``mlx-speech synth --vocoder neural --vocoder-weights PATH`` loads.
+  ``mlx-speech synth --vocoder neural --vocoder-weights PATH`` loads; given several
+  checkpoints of one run, the average of their generators' weights.
 """
 
 from __future__ import annotations
@@ -175,9 +176,8 @@ def save_original_discriminators(path: str | Path, torch_discriminator: Any) -> 
         torch.save(out, str(tmp))
 
 
-def export_generator(checkpoint: str | Path, out: str | Path, *, ema: bool = False) -> dict[str, Any]:
-    """Write the generator of a ``task: hifigan`` trainer checkpoint as a tagged ``hifigan``
-    model file (MLX layout, weight norm kept; loaders fold it). ``ema``: the EMA weights."""
+def _generator_arrays(checkpoint: str | Path, ema: bool) -> tuple[dict[str, np.ndarray], dict[str, Any], Any, str]:
+    """The generator arrays of one trainer checkpoint, its metadata, generator spec and kind."""
     from mlx_speech.train.checkpoint import CheckpointManager, strip_prefix  # noqa: PLC0415
 
     arrays, meta, _ = CheckpointManager.load(checkpoint)
@@ -190,9 +190,48 @@ def export_generator(checkpoint: str | Path, out: str | Path, *, ema: bool = Fal
     if not gen:
         raise CheckpointError(f"{checkpoint}: no {prefix}.generator.* arrays"
                               + (" (the run had no EMA)" if ema else ""))
+    return gen, meta, gen_spec, recipe.model.get("kind", "hifigan")
+
+
+def average_arrays(states: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, np.ndarray]:
+    """The element-wise mean of several state dicts with the same keys and shapes (summed in
+    float64, stored in each array's own dtype); ``names`` label them in errors."""
+    first = states[0]
+    for state, name in zip(states[1:], names[1:]):
+        if set(state) != set(first):
+            diff = sorted(set(state) ^ set(first))
+            raise CheckpointError(f"{name}: other generator tensors than {names[0]} "
+                                  f"({len(diff)} differ, e.g. {diff[0]!r})")
+        for k, v in state.items():
+            if v.shape != first[k].shape:
+                raise CheckpointError(f"{name}: {k} has shape {v.shape}, {names[0]} {first[k].shape}")
+    return {k: (sum(s[k].astype(np.float64) for s in states) / len(states)).astype(v.dtype)
+            for k, v in first.items()}
+
+
+def export_generator(checkpoint: str | Path | list[str | Path], out: str | Path, *,
+                     ema: bool = False) -> dict[str, Any]:
+    """Write the generator of a ``task: hifigan`` trainer checkpoint as a tagged ``hifigan``
+    or ``vocos`` model file (MLX layout, weight norm kept; loaders fold it). ``ema``: the EMA
+    weights.
+
+    Several checkpoints (a list) give the average of their generators' weights: checkpoint
+    averaging, which smooths the step-to-step oscillation of GAN training the way an EMA of the
+    weights would (used for the bundled English vocoder). They must come from runs with the
+    same generator (kind and spec) and be in the same framework's layout."""
+    paths = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
+    if not paths:
+        raise CheckpointError("no checkpoint to export")
+    loaded = [_generator_arrays(p, ema) for p in paths]
+    gen, meta, gen_spec, kind = loaded[0]
+    for p, (_, m, s, k) in zip(paths[1:], loaded[1:]):
+        if (k, s.to_dict(), m["format"]) != (kind, gen_spec.to_dict(), meta["format"]):
+            raise CheckpointError(f"{p}: its generator ({k}, {m['format']} layout) differs from "
+                                  f"{paths[0]}'s ({kind}, {meta['format']} layout) or has another spec")
+    if len(loaded) > 1:
+        gen = average_arrays([g for g, *_ in loaded], [str(p) for p in paths])
     spec = gen_spec.to_dict()
-    kind = recipe.model.get("kind", "hifigan")
     mlx_arrays = convert_arrays(gen, kinds_for(kind, spec), source=meta["format"], target="mlx")
     save_checkpoint(out, mlx_arrays, fmt="mlx", model=kind, spec=spec)
     return {"generator": str(out), "kind": kind, "tensors": len(mlx_arrays), "hop_length": gen_spec.hop_length,
-            "source_format": meta["format"]}
+            "source_format": meta["format"], "checkpoints": len(paths)}

@@ -195,6 +195,38 @@ def test_export_init_and_synth(manifest, tmp_path):
     np.testing.assert_allclose(syn.vocode(mel), np.array(gen(mel))[0], atol=1e-6)
 
 
+def test_export_averages_several_checkpoints(manifest, tmp_path):
+    """Several checkpoints -> one file holding the mean of their generators' weights; a
+    checkpoint of another generator is refused in one line."""
+    from click.testing import CliRunner
+
+    from cli import cli
+    from mlx_speech.weights.mlx import load_mlx_model
+
+    ckpts = [make_trainer(recipe(manifest, tmp_path / f"r{i}", steps=1 + i), "torch").run()["checkpoint"]
+             for i in range(3)]
+    singles = []
+    for i, c in enumerate(ckpts):
+        _export(c, tmp_path / f"g{i}.safetensors")
+        gen, _ = load_mlx_model(tmp_path / f"g{i}.safetensors")
+        singles.append({k: np.array(v) for k, v in tree_flatten(gen.parameters())})
+    res = CliRunner().invoke(cli, ["convert", "hifigan-generator", *map(str, ckpts), str(tmp_path / "avg.safetensors")])
+    assert res.exit_code == 0 and "average of 3 checkpoints" in res.output, res.output
+    avg, spec = load_mlx_model(tmp_path / "avg.safetensors")
+    assert spec == TINY
+    got = {k: np.array(v) for k, v in tree_flatten(avg.parameters())}
+    assert set(got) == set(singles[0])
+    assert any(not np.array_equal(singles[0][k], singles[2][k]) for k in got)
+    for k, v in got.items():
+        np.testing.assert_allclose(v, (singles[0][k] + singles[1][k] + singles[2][k]) / 3, rtol=1e-6, atol=1e-7)
+
+    other = make_trainer(recipe(manifest, tmp_path / "other", {"generator": {"dim": 16}}, steps=1), "torch").run()
+    dst = tmp_path / "bad.safetensors"
+    res = CliRunner().invoke(cli, ["convert", "hifigan-generator", ckpts[0], other["checkpoint"], str(dst)])
+    assert res.exit_code == 2 and "differs" in res.output and len(res.output.strip().splitlines()) == 1
+    assert not dst.exists()
+
+
 def test_mel_dir_reads_stored_mels_on_the_frame_grid(manifest, tmp_path):
     """Stored mels made from the audio itself give the same inputs as the task's own front end."""
     from mlx_speech.audio.io import load
