@@ -41,6 +41,22 @@ def test_bundled_voices_are_registered():
     assert total < 50 * 2**20
 
 
+@pytest.mark.parametrize("lang, lists", [
+    ("en", ("train_en.txt", "train_en_more.txt", "dev_en.txt", "heldout_en.txt")),
+    ("hi", ("train_hi.txt", "heldout_hi.txt")),
+    ("te", ("train_te.txt", "heldout_te.txt")),
+])
+def test_sentence_lists_are_disjoint(lang, lists):
+    """No sentence of a held-out (or dev) list was trained on: the eval numbers depend on it."""
+    seen: dict[str, str] = {}
+    for name in lists:
+        lines = [ln.strip().lower() for ln in (ASSETS / name).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        assert len(lines) == len(set(lines)), f"{name} repeats a sentence"
+        for ln in lines:
+            assert ln not in seen, f"{name} and {seen.get(ln)} share {ln!r}"
+            seen[ln] = name
+
+
 @pytest.mark.parametrize("voice, lang, text, script", [
     ("hi_nsk", "hi", "बच्चे बगीचे में खेल रहे हैं। कल बारिश होगी।", (0x0900, 0x097F)),
     ("te_nsk", "te", "పిల్లలు తోటలో ఆడుకుంటున్నారు. రేపు వర్షం పడుతుంది.", (0x0C00, 0x0C7F)),

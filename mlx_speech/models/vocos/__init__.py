@@ -12,5 +12,6 @@ register_family(
     models={"vocos": {"spec": "mlx_speech.models.vocos.spec:VocosSpec",
                       "mlx": "mlx_speech.models.vocos.model:VocosGenerator",
                       "torch": "torch_ref.models.vocos.model:VocosGenerator"}},
-    targets={"vocos_slt": ("hifigan", "vocos_slt_cpu.yaml"), "vocos_slt_gta": ("hifigan", "vocos_slt_gta_cpu.yaml")},
+    targets={"vocos_slt": ("hifigan", "vocos_slt_cpu.yaml"), "vocos_slt_gta": ("hifigan", "vocos_slt_gta_cpu.yaml"),
+             "vocos_slt_mel": ("hifigan", "vocos_slt_mel_cpu.yaml")},
 )
