@@ -217,8 +217,8 @@ def export_generator(checkpoint: str | Path | list[str | Path], out: str | Path,
 
     Several checkpoints (a list) give the average of their generators' weights: checkpoint
     averaging, which smooths the step-to-step oscillation of GAN training the way an EMA of the
-    weights would (used for the bundled English vocoder). They must come from runs with the
-    same generator (kind and spec) and be in the same framework's layout."""
+    weights would. They must come from runs with the same generator (kind and spec) and be in
+    the same framework's layout."""
     paths = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
     if not paths:
         raise CheckpointError("no checkpoint to export")
