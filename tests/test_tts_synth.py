@@ -41,16 +41,19 @@ def test_bundled_voices_are_registered():
     assert total < 50 * 2**20
 
 
-@pytest.mark.parametrize("lang, lists", [
-    ("en", ("train_en.txt", "train_en_more.txt", "dev_en.txt", "heldout_en.txt")),
-    ("hi", ("train_hi.txt", "heldout_hi.txt")),
-    ("te", ("train_te.txt", "heldout_te.txt")),
-])
-def test_sentence_lists_are_disjoint(lang, lists):
-    """No sentence of a held-out (or dev) list was trained on: the eval numbers depend on it."""
+@pytest.mark.parametrize("lists", [
+    ("train_en.txt", "train_en_more.txt", "dev_en.txt", "heldout_en.txt"),
+    ("train_hi.txt", "heldout_hi.txt"),
+    ("train_te.txt", "heldout_te.txt"),
+], ids=["en", "hi", "te"])
+def test_sentence_lists_are_disjoint(lists):
+    """No sentence of a held-out (or dev) list was trained on: the eval numbers depend on it.
+    The lists are read as the corpus generator reads them."""
+    from mlx_speech.train.tts_features import read_sentences
+
     seen: dict[str, str] = {}
     for name in lists:
-        lines = [ln.strip().lower() for ln in (ASSETS / name).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        lines = [ln.lower() for ln in read_sentences(ASSETS / name)]
         assert len(lines) == len(set(lines)), f"{name} repeats a sentence"
         for ln in lines:
             assert ln not in seen, f"{name} and {seen.get(ln)} share {ln!r}"
