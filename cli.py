@@ -265,6 +265,26 @@ def data_tts_gta(voice: str, manifest: Path, out_dir: Path, as_json: bool) -> No
     _emit(gta_mels(voice, manifest, out_dir, progress=not as_json), as_json)
 
 
+@data_group.command("tts-frontend")
+@click.option("--manifest", "manifests", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="The voice's training corpus (manifest.jsonl with word / phone timings); repeatable.")
+@click.option("--voice-dir", "-o", "voice_dir", required=True, type=click.Path(path_type=Path),
+              help="The voice folder that gets frontend.json.")
+@click.option("--dev", type=click.Path(path_type=Path), default=None,
+              help="A corpus the fit does not see: report the pause agreement there too.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def data_tts_frontend(manifests: tuple[Path, ...], voice_dir: Path, dev: Path | None, as_json: bool) -> None:
+    """The corpus teacher's English word forms and pauses as a voice's frontend.json (the tts
+    recipe writes it for corpus-aligned voices; this adds it to a voice trained before)."""
+    from mlx_speech.data.manifest import DataError  # noqa: PLC0415
+    from mlx_speech.text.adapt import write_for_voice  # noqa: PLC0415
+
+    for m in [*manifests, *([dev] if dev is not None else [])]:
+        if not m.is_file():
+            raise DataError(f"manifest not found: {m}")
+    _emit(write_for_voice(list(manifests), voice_dir, dev), as_json)
+
+
 @data_group.command("teacher-cache")
 @click.option("--config", "-c", "config", type=click.Path(path_type=Path), required=True,
               help="A mimi9 recipe (task: mimi9), e.g. mlx_speech/configs/mimi9_distill.yaml.")

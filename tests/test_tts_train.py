@@ -131,6 +131,8 @@ def test_train_voice_tiny(tmp_path, backend):
 
     syn = Synthesizer(tmp_path / "run" / "voice", gl_iters=2)
     assert syn.synthesize("Hello.").dtype == np.float32
+    # a corpus-aligned English voice carries its teacher's word forms (text/adapt.py)
+    assert (tmp_path / "run" / "voice" / "frontend.json").is_file() and syn.frontend.adaptation is not None
 
 
 # --- learned alignment from an LJSpeech-layout folder ------------------------------------------

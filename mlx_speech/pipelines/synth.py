@@ -6,6 +6,8 @@ A voice is a folder::
     voice.json             {"language", "mel_preset", "speakers", "vocoder", ...}
     vocoder.safetensors    optional tagged neural vocoder, Vocos or HiFi-GAN (same mel preset);
                            an older voice's ``hifigan.safetensors`` is read too
+    frontend.json          optional: the corpus teacher's English word forms and pauses
+                           (mlx_speech.text.adapt; written by the tts recipe for corpus voices)
 
 The vocoder of a synthesis is ``vocoder="neural"`` (the voice's own file, or ``vocoder_path``),
 ``"griffin-lim"`` (no weights; the fallback), or ``None``: the voice's choice, ``voice.json``'s
@@ -31,7 +33,8 @@ import mlx.core as mx
 from mlx_speech._blas import blas_threads
 from mlx_speech.errors import CheckpointError, UserError
 from mlx_speech.specs.audio import MelSpec
-from mlx_speech.text import LANGUAGES, TextFrontend
+from mlx_speech.text import LANGUAGES, TextError, TextFrontend
+from mlx_speech.text.adapt import ADAPTATION_FILE, FrontendAdaptation
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "tts"
 DEFAULT_VOICE = "en_slt"
@@ -92,7 +95,7 @@ class Synthesizer:
         if type(self.acoustic).__name__ != "FastSpeech2":
             raise CheckpointError(f"{path}: expected a fastspeech2 checkpoint")
         self.acoustic.eval()
-        self.frontend = TextFrontend()
+        self.frontend = TextFrontend(adaptation=self._adaptation())
         if vocoder_path is not None and hifigan_path is not None:
             raise SynthError("give the vocoder weights once (vocoder_path or its older name hifigan_path)")
         vocoder_path = vocoder_path if vocoder_path is not None else hifigan_path
@@ -108,6 +111,16 @@ class Synthesizer:
             raise SynthError(f"unknown Griffin-Lim init {gl_init!r}; choose from {', '.join(GL_INITS)}")
         self.gl_iters, self.gl_init = gl_iters, gl_init
         self._neural = self._load_neural(vocoder_path) if self.vocoder_name == "neural" else None
+
+    def _adaptation(self) -> Any:
+        """The voice's ``frontend.json`` (teacher-matched English phones), if it ships one."""
+        path = self.voice_dir / ADAPTATION_FILE
+        if not path.is_file():
+            return None
+        try:
+            return FrontendAdaptation.load(path)
+        except TextError as exc:
+            raise CheckpointError(str(exc)) from None
 
     def own_vocoder(self) -> Path | None:
         """The neural vocoder file the voice ships, if any."""

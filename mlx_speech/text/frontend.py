@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from mlx_speech.text.adapt import TOKENS, FrontendAdaptation
 from mlx_speech.text.errors import TextError
 from mlx_speech.text.g2p import english_word, indic_words
 from mlx_speech.text.normalize import normalize_en
@@ -56,22 +57,28 @@ def split_sentences(text: str, max_words: int = MAX_WORDS) -> list[str]:
 class TextFrontend:
     """Normalise, split and phonemise text of one of :data:`LANGUAGES`."""
 
-    def __init__(self, table: SymbolTable | None = None) -> None:
+    def __init__(self, table: SymbolTable | None = None, adaptation: FrontendAdaptation | None = None) -> None:
         self.table = table or SymbolTable()
+        self.adaptation = adaptation  # a voice's teacher-matched English forms (text/adapt.py)
 
     def phonemize(self, sentence: str, lang: str = "en") -> list[str]:
-        """Phones of one sentence: ``<sil> ... <sil>`` with ``<sp>`` at inner punctuation."""
+        """Phones of one sentence: ``<sil> ... <sil>`` with ``<sp>`` at inner punctuation (and, for
+        English with an adaptation, the teacher's word forms and its pauses between words)."""
         if lang not in LANGUAGES:
             raise TextError(f"unsupported language {lang!r}; choose from {', '.join(LANGUAGES)}")
         phones = [SIL]
         if lang == "en":
-            tokens = re.findall(r"[A-Za-z]+(?:'[A-Za-z]+)*|[,;:()\"—-]", normalize_en(sentence))
-            for tok in tokens:
+            tokens = TOKENS.findall(normalize_en(sentence))
+            ad = self.adaptation
+            breaks = ad.breaks(tokens) if ad is not None else set()
+            for k, tok in enumerate(tokens):
                 if tok[0] in _PAUSE:
                     if phones[-1] != SP and len(phones) > 1:
                         phones.append(SP)
                 else:
-                    phones += english_word(tok)
+                    phones += english_word(tok) if ad is None else ad.pronounce(tok, english_word(tok))
+                    if k in breaks:
+                        phones.append(SP)
         else:
             for clause in re.split(r"[,;:]", sentence):
                 for word in indic_words(clause, lang):

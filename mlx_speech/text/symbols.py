@@ -63,3 +63,18 @@ class SymbolTable:
 
     def decode(self, ids: list[int]) -> list[str]:
         return [self.symbols[i] for i in ids]
+
+
+# Festival / flite segment labels that are not our symbols (the rest are ARPAbet as ours).
+_FESTIVAL_TO_ARPA = {"pau": "<sp>", "h#": "<sp>", "sil": "<sp>", "dx": "d", "axr": "er", "ix": "ih",
+                     "el": "l", "em": "m", "en": "n", "nx": "n", "hv": "hh"}
+
+
+def corpus_phones(labels: list[str]) -> list[str]:
+    """Festival / flite segment labels -> our English symbols (pauses at the ends -> ``<sil>``)."""
+    out = [_FESTIVAL_TO_ARPA.get(lab, lab) for lab in labels]
+    if out and out[0] == "<sp>":
+        out[0] = "<sil>"
+    if out and out[-1] == "<sp>":
+        out[-1] = "<sil>"
+    return out

@@ -78,6 +78,8 @@ class TTSBase(Task):
         self.row_of: dict[str, int] = {}
         self.out_dir = Path(".")
         self.sources: list[str] = []
+        self.train_items: list[Any] = []
+        self._adaptation: Any = None  # fitted once per run, written with every voice folder
 
     # -- framework hook ----------------------------------------------------------------------
     def log_mel(self, wav: np.ndarray, mel_spec: Any) -> np.ndarray:
@@ -129,6 +131,7 @@ class TTSBase(Task):
         keep = [i for i, it in enumerate(corpus.items) if str(it.path) in self.row_of]
         if not keep:
             raise DataError("no training utterance has speakable text and enough frames")
+        self.train_items = [corpus.items[i] for i in keep]
         return dataclasses.replace(corpus, items=[corpus.items[i] for i in keep],
                                    source_of=corpus.source_of[keep],
                                    val_items=[it for it in corpus.val_items if str(it.path) in self.row_of])
@@ -207,6 +210,18 @@ class TTSBase(Task):
         self.voice_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.voice_dir / "voice.json") as tmp:
             tmp.write_text(json.dumps(self.voice_meta(), indent=2) + "\n", encoding="utf-8")
+        self.write_adaptation()
+
+    def write_adaptation(self) -> None:
+        """``frontend.json``: the corpus teacher's English word forms and pauses (text/adapt.py),
+        for an English voice trained on corpus phones (it learned those, not our front end's)."""
+        if self.spec.alignment != "corpus" or self.spec.language != "en" or not self.train_items:
+            return
+        from mlx_speech.text.adapt import ADAPTATION_FILE, fit  # noqa: PLC0415
+
+        if self._adaptation is None:
+            self._adaptation = fit(self.train_items)
+        self._adaptation.save(self.voice_dir / ADAPTATION_FILE)
 
     def summary(self) -> dict[str, Any]:
         f = self.feats or {"ids": [], "skipped": 0}

@@ -30,6 +30,7 @@ import numpy as np
 
 from mlx_speech.data import synth_corpus as sc
 from mlx_speech.data.voices import Voice
+from mlx_speech.text.symbols import corpus_phones
 from mlx_speech.train.tts_batch import align_inputs, phone_average
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "tts"
@@ -56,18 +57,6 @@ def single_voice_corpus(out_dir: str | os.PathLike, *, sentences: list[str], voi
 
 
 # --- features: mel, phone ids, durations, phone-level pitch and energy (numpy) ------------------
-_FESTIVAL_TO_ARPA = {"pau": "<sp>", "h#": "<sp>", "sil": "<sp>", "dx": "d", "axr": "er", "ix": "ih",
-                     "el": "l", "em": "m", "en": "n", "nx": "n", "hv": "hh"}
-
-
-def corpus_phones(labels: list[str]) -> list[str]:
-    """Festival / flite segment labels -> our English symbols (pauses at the ends -> ``<sil>``)."""
-    out = [_FESTIVAL_TO_ARPA.get(lab, lab) for lab in labels]
-    if out and out[0] == "<sp>":
-        out[0] = "<sil>"
-    if out and out[-1] == "<sp>":
-        out[-1] = "<sil>"
-    return out
 
 
 def frame_f0(wav: np.ndarray, sr: int, hop: int, n_fft: int, frames: int,
