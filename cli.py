@@ -157,16 +157,17 @@ def convert_to_mlx(src: Path, dst: Path) -> None:
 @click.argument("src", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.argument("dst", type=click.Path(path_type=Path))
 @click.option("--ema", is_flag=True, help="Export the EMA weights of the run.")
-def convert_hifigan_generator(src: tuple[Path, ...], dst: Path, ema: bool) -> None:
+@click.option("--half", is_flag=True, help="Store the weights as float16 (half the file; computed in float32).")
+def convert_hifigan_generator(src: tuple[Path, ...], dst: Path, ema: bool, half: bool) -> None:
     """Export the generator (HiFi-GAN or Vocos) of a `train hifigan` checkpoint for `synth`.
 
     With several SRC checkpoints (same generator), DST holds the average of their weights."""
     from convert.hifigan_train import export_generator  # noqa: PLC0415
 
-    info = export_generator(list(src), dst, ema=ema)
+    info = export_generator(list(src), dst, ema=ema, half=half)
     avg = f", average of {info['checkpoints']} checkpoints" if info["checkpoints"] > 1 else ""
     click.echo(f"wrote {dst} ({info['kind']} generator, {info['tensors']} tensors, "
-               f"hop {info['hop_length']}{avg})")
+               f"hop {info['hop_length']}{avg}, {info['dtype']})")
 
 
 @convert_group.command("mimi-surgery")

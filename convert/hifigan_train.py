@@ -210,10 +210,11 @@ def average_arrays(states: list[dict[str, np.ndarray]], names: list[str]) -> dic
 
 
 def export_generator(checkpoint: str | Path | list[str | Path], out: str | Path, *,
-                     ema: bool = False) -> dict[str, Any]:
+                     ema: bool = False, half: bool = False) -> dict[str, Any]:
     """Write the generator of a ``task: hifigan`` trainer checkpoint as a tagged ``hifigan``
     or ``vocos`` model file (MLX layout, weight norm kept; loaders fold it). ``ema``: the EMA
-    weights.
+    weights. ``half``: store the float32 tensors as float16 (half the file, for bundling; the
+    loaders cast them back to the model's float32, so only the rounding of the weights differs).
 
     Several checkpoints (a list) give the average of their generators' weights: checkpoint
     averaging, which smooths the step-to-step oscillation of GAN training the way an EMA of the
@@ -232,6 +233,11 @@ def export_generator(checkpoint: str | Path | list[str | Path], out: str | Path,
         gen = average_arrays([g for g, *_ in loaded], [str(p) for p in paths])
     spec = gen_spec.to_dict()
     mlx_arrays = convert_arrays(gen, kinds_for(kind, spec), source=meta["format"], target="mlx")
+    if half:
+        big = [k for k, v in mlx_arrays.items() if v.dtype == np.float32 and np.abs(v).max(initial=0) > 6e4]
+        if big:
+            raise CheckpointError(f"{paths[0]}: {big[0]} has values beyond float16's range; export it in float32")
+        mlx_arrays = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in mlx_arrays.items()}
     save_checkpoint(out, mlx_arrays, fmt="mlx", model=kind, spec=spec)
     return {"generator": str(out), "kind": kind, "tensors": len(mlx_arrays), "hop_length": gen_spec.hop_length,
-            "source_format": meta["format"], "checkpoints": len(paths)}
+            "source_format": meta["format"], "checkpoints": len(paths), "dtype": "float16" if half else "float32"}

@@ -77,6 +77,36 @@ def test_indian_voices_speak_their_scripts(voice, lang, text, script):
     assert all(script[0] <= ord(c) <= script[1] for c in text if c.isalpha())
 
 
+def test_shared_vocoder_names_a_bundled_file(tmp_path, monkeypatch):
+    """voice.json "shared_vocoder": a bundled vocoder by name (never a path); errors in one line."""
+    import shutil
+
+    import mlx_speech.pipelines.synth as synth_mod
+    from mlx_speech.errors import CheckpointError
+
+    shared = tmp_path / "vocoders"
+    shared.mkdir()
+    shutil.copy(VOICE / "vocoder.safetensors", shared / "spk.safetensors")
+    monkeypatch.setattr(synth_mod, "SHARED_VOCODERS", shared)
+    voice = tmp_path / "v"
+    voice.mkdir()
+    shutil.copy(VOICE / "acoustic.safetensors", voice)
+    meta = json.loads((VOICE / "voice.json").read_text())
+    for name, err in [("spk", None), ("../v/acoustic", "letters, digits"), ("other", "no bundled shared vocoder 'other'"),
+                      (3, "letters, digits")]:
+        (voice / "voice.json").write_text(json.dumps({**meta, "shared_vocoder": name}))
+        if err is None:
+            syn = Synthesizer(voice)
+            assert syn.vocoder_name == "neural" and syn.own_vocoder() == shared / "spk.safetensors"
+            assert np.isfinite(syn.synthesize("Hi there.")).all()
+        else:
+            with pytest.raises(CheckpointError, match=err):
+                Synthesizer(voice)
+    res = CliRunner().invoke(cli, ["synth", "Hi.", "--weights", str(voice), "-o", str(tmp_path / "o.wav")])
+    assert res.exit_code == 2 and "letters, digits" in res.output and len(res.output.strip().splitlines()) == 1
+    assert "Traceback" not in res.output and not (tmp_path / "o.wav").exists()
+
+
 def test_bundled_voice_speaks_with_plausible_duration(synth):
     wav = synth.synthesize("The morning train was late again today.")
     seconds = len(wav) / synth.sample_rate

@@ -227,6 +227,29 @@ def test_export_averages_several_checkpoints(manifest, tmp_path):
     assert not dst.exists()
 
 
+def test_export_half_precision(manifest, tmp_path):
+    """--half stores float16 (about half the file); the loaders compute in float32 and the
+    output moves by the rounding of the weights only."""
+    from click.testing import CliRunner
+    from safetensors.numpy import load_file
+
+    from cli import cli
+    from mlx_speech.weights.mlx import load_mlx_model
+
+    ckpt = make_trainer(recipe(manifest, tmp_path / "r", steps=1), "torch").run()["checkpoint"]
+    _export(ckpt, tmp_path / "f32.safetensors")
+    res = CliRunner().invoke(cli, ["convert", "hifigan-generator", "--half", str(ckpt), str(tmp_path / "f16.safetensors")])
+    assert res.exit_code == 0 and "float16" in res.output, res.output
+    assert {v.dtype for v in load_file(tmp_path / "f16.safetensors").values()} == {np.dtype(np.float16)}
+    assert (tmp_path / "f16.safetensors").stat().st_size < 0.6 * (tmp_path / "f32.safetensors").stat().st_size
+    g32, _ = load_mlx_model(tmp_path / "f32.safetensors")
+    g16, _ = load_mlx_model(tmp_path / "f16.safetensors")
+    assert all(v.dtype == mx.float32 for _, v in tree_flatten(g16.parameters()))
+    mel = mx.array(np.random.default_rng(1).standard_normal((1, 20, 80)).astype(np.float32))
+    a, b = np.array(g32(mel)), np.array(g16(mel))
+    assert 0 < np.abs(a - b).max() < 2e-3 * np.abs(a).max() + 1e-6
+
+
 def test_mel_dir_reads_stored_mels_on_the_frame_grid(manifest, tmp_path):
     """Stored mels made from the audio itself give the same inputs as the task's own front end."""
     from mlx_speech.audio.io import load

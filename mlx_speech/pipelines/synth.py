@@ -6,6 +6,8 @@ A voice is a folder::
     voice.json             {"language", "mel_preset", "speakers", "vocoder", ...}
     vocoder.safetensors    optional tagged neural vocoder, Vocos or HiFi-GAN (same mel preset);
                            an older voice's ``hifigan.safetensors`` is read too
+                           (or voice.json's "shared_vocoder": NAME, the bundled file
+                           assets/tts/vocoders/NAME.safetensors that voices of one speaker share)
     frontend.json          optional: the corpus teacher's English word forms and pauses
                            (mlx_speech.text.adapt; written by the tts recipe for corpus voices)
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ from mlx_speech.text import LANGUAGES, TextError, TextFrontend
 from mlx_speech.text.adapt import ADAPTATION_FILE, FrontendAdaptation
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "tts"
+SHARED_VOCODERS = ASSETS / "vocoders"  # vocoders several bundled voices share (voice.json "shared_vocoder")
 DEFAULT_VOICE = "en_slt"
 VOCODERS = ("neural", "griffin-lim", "hifigan")
 VOCODER_FILES = ("vocoder.safetensors", "hifigan.safetensors")  # a voice's own neural vocoder
@@ -123,8 +127,21 @@ class Synthesizer:
             raise CheckpointError(str(exc)) from None
 
     def own_vocoder(self) -> Path | None:
-        """The neural vocoder file the voice ships, if any."""
-        return next((self.voice_dir / f for f in VOCODER_FILES if (self.voice_dir / f).is_file()), None)
+        """The neural vocoder file the voice ships, if any: in its folder, or the bundled shared
+        vocoder its ``voice.json`` names (``"shared_vocoder"``: one file for voices of one speaker)."""
+        own = next((self.voice_dir / f for f in VOCODER_FILES if (self.voice_dir / f).is_file()), None)
+        name = self.meta.get("shared_vocoder")
+        if own is not None or name is None:
+            return own
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]+", name):
+            raise CheckpointError(f"{self.voice_dir / 'voice.json'}: shared_vocoder must be the name of a "
+                                  f"bundled vocoder (letters, digits, _), got {name!r}")
+        path = SHARED_VOCODERS / f"{name}.safetensors"
+        if not path.is_file():
+            have = sorted(p.stem for p in SHARED_VOCODERS.glob("*.safetensors")) if SHARED_VOCODERS.is_dir() else []
+            raise CheckpointError(f"{self.voice_dir / 'voice.json'}: no bundled shared vocoder {name!r} "
+                                  f"(bundled: {', '.join(have) or 'none'})")
+        return path
 
     def default_vocoder(self, vocoder_path: str | os.PathLike | None = None) -> str:
         """The voice's vocoder: neural where weights are given or the voice asks for its own."""
