@@ -83,7 +83,7 @@ def test_missing_recipe_file(tmp_path):
     (["hifigan", "--config", "{recipe}"], "expected task: hifigan"),
     (["tts", "--config", "{recipe}"], "is a recipe for task 'mel_denoise', expected task: tts"),
     (["bogus", "--config", "{recipe}"], "unknown train target 'bogus'"),
-    (["bogus"], "config file not found: bogus (targets: bsq_vit, bsq_vit_b36, dac, hifigan, miipher2_adapters, miipher2_finetune, miipher2_vocoder, mimi9, s2s, s2s_lm, s2s_lm_tiny, s2s_tiny, tts, tts_hi_nsk, tts_te_nsk, vocos_slt, vocos_slt_gta, vocos_slt_mel"),
+    (["bogus"], "config file not found: bogus (targets: bsq_vit, bsq_vit_b36, dac, hifigan, miipher2_adapters, miipher2_finetune, miipher2_vocoder, mimi9, s2s, s2s_lm, s2s_lm_tiny, s2s_tiny, tts, tts_hi_nsk, tts_te_nsk, vocos_nsk, vocos_slt, vocos_slt_gta, vocos_slt_mel"),
     (["tts", "--config", "{bad}"], "invalid YAML at line 3, column 1: expected ',' or ']'"),
     (["tts", "--config", "{dup}"], "invalid YAML at line 2, column 1: duplicate key 'task'"),
 ], ids=["mimi9-wrong-task", "hifigan-wrong-task", "tts-gets-trainer-recipe", "unknown-target",

@@ -37,8 +37,8 @@ def test_bundled_voices_are_registered():
     from mlx_speech.pipelines.synth import bundled_voices
 
     assert {"en_slt", "hi_nsk", "te_nsk"} <= set(bundled_voices())
-    total = sum(p.stat().st_size for v in ("en_slt", "hi_nsk", "te_nsk") for p in (ASSETS / v).iterdir())
-    assert total < 50 * 2**20
+    total = sum(p.stat().st_size for v in ("en_slt", "hi_nsk", "te_nsk", "vocoders") for p in (ASSETS / v).iterdir())
+    assert total < 56 * 2**20  # 44.5 MB of voices + the NSK voices' shared vocoder (5.6 MB, float16)
 
 
 @pytest.mark.parametrize("lists", [
@@ -74,6 +74,10 @@ def test_indian_voices_speak_their_scripts(voice, lang, text, script):
     assert float(np.sqrt(np.mean(wav ** 2))) > 0.01 and np.isfinite(wav).all()
     meta = json.loads((ASSETS / voice / "voice.json").read_text())
     assert meta["language"] == lang and meta["alignment"] == "learned"
+    # their default vocoder: the shared NSK Vocos (one file for both voices of the one speaker)
+    assert syn.vocoder_name == "neural" and syn.own_vocoder() == ASSETS / "vocoders" / "nsk.safetensors"
+    gl = Synthesizer(voice, vocoder="griffin-lim").synthesize(text)  # the fallback: same frames
+    assert abs(gl.shape[0] - wav.shape[0]) <= syn.mel.hop_length * len(utts)
     assert all(script[0] <= ord(c) <= script[1] for c in text if c.isalpha())
 
 

@@ -318,7 +318,7 @@ def test_tts_gta_mels_fit_the_corpus_audio(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["vocos_slt_cpu.yaml", "vocos_slt_gta_cpu.yaml", "vocos_slt_mel_cpu.yaml",
-                                  "tts_hi_nsk.yaml",
+                                  "vocos_nsk_mel_cpu.yaml", "tts_hi_nsk.yaml",
                                   "tts_te_nsk.yaml"])
 def test_shipped_voice_recipes_parse(name):
     from mlx_speech.registry import get_task
@@ -328,7 +328,7 @@ def test_shipped_voice_recipes_parse(name):
     task = get_task(spec.task, "mlx")(spec.model)
     if spec.task == "hifigan":
         assert task.spec.kind == "vocos" and task.spec.generator_spec() == VocosSpec.from_preset("small")
-        if name == "vocos_slt_mel_cpu.yaml":  # stage 3 is mel-only from start to end
+        if name in ("vocos_slt_mel_cpu.yaml", "vocos_nsk_mel_cpu.yaml"):  # mel-only from start to end
             assert task.spec.disc_start > spec.steps
     else:
         assert task.spec.language in ("hi", "te") and task.spec.alignment == "learned"

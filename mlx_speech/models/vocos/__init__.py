@@ -13,5 +13,5 @@ register_family(
                       "mlx": "mlx_speech.models.vocos.model:VocosGenerator",
                       "torch": "torch_ref.models.vocos.model:VocosGenerator"}},
     targets={"vocos_slt": ("hifigan", "vocos_slt_cpu.yaml"), "vocos_slt_gta": ("hifigan", "vocos_slt_gta_cpu.yaml"),
-             "vocos_slt_mel": ("hifigan", "vocos_slt_mel_cpu.yaml")},
+             "vocos_slt_mel": ("hifigan", "vocos_slt_mel_cpu.yaml"), "vocos_nsk": ("hifigan", "vocos_nsk_mel_cpu.yaml")},
 )
