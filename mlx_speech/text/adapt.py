@@ -63,7 +63,7 @@ def runs(tokens: list[str]) -> list[list[int]]:
     """Indices of the word tokens of ``tokens``, split at punctuation (where we always pause)."""
     out: list[list[int]] = [[]]
     for k, tok in enumerate(tokens):
-        if TOKENS.fullmatch(tok) and tok[0].isalpha():
+        if tok[0].isalpha():
             out[-1].append(k)
         elif out[-1]:
             out.append([])
@@ -167,6 +167,18 @@ def corpus_words(item: Any) -> list[tuple[str, tuple[str, ...], bool]] | None:
     return out
 
 
+def aligned_pauses(item: Any, cw: list[tuple[str, tuple[str, ...], bool]]) -> tuple[list[str], list[int], set[int]] | None:
+    """The item's front-end tokens, the token index of each word, and the token indices the
+    teacher paused after; None when its words do not line up with the text's word tokens."""
+    from mlx_speech.text.normalize import normalize_en  # noqa: PLC0415
+
+    tokens = TOKENS.findall(normalize_en(item.text))
+    word_idx = [k for k, t in enumerate(tokens) if t[0].isalpha()]
+    if len(word_idx) != len(cw):
+        return None
+    return tokens, word_idx, {word_idx[k] for k, (_, _, p) in enumerate(cw) if p}
+
+
 def _fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 30) -> np.ndarray:
     """L2-regularised logistic regression by Newton's method (a few hundred features)."""
     w = np.zeros(X.shape[1])
@@ -187,7 +199,6 @@ def fit(items: Iterable[Any], ours: Any = None, *, min_suffix_support: int = 5,
 
     ``ours``: ``word -> our phones`` (default: :func:`mlx_speech.text.g2p.english_word`)."""
     from mlx_speech.text.g2p import english_word  # noqa: PLC0415
-    from mlx_speech.text.normalize import normalize_en  # noqa: PLC0415
 
     ours = english_word if ours is None else ours
     prons: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -199,10 +210,9 @@ def fit(items: Iterable[Any], ours: Any = None, *, min_suffix_support: int = 5,
         for w, ph, _ in cw:
             if ph:
                 prons[w.lower()][ph] += 1
-        tokens = TOKENS.findall(normalize_en(item.text))
-        word_idx = [k for k, t in enumerate(tokens) if t[0].isalpha()]
-        if len(word_idx) == len(cw):  # break labels only where words line up with the text
-            sentences.append((tokens, {word_idx[k] for k, (_, _, p) in enumerate(cw) if p}))
+        al = aligned_pauses(item, cw)
+        if al is not None:  # break labels only where words line up with the text
+            sentences.append((al[0], al[2]))
     if not prons:
         raise TextError("no corpus item has word and phone timings: nothing to adapt to")
     mine = {w: tuple(ours(w)) for w in prons}
@@ -261,19 +271,15 @@ def _fit_breaks(sentences: list[tuple[list[str], set[int]]]) -> tuple[dict[str, 
 
 def break_agreement(adaptation: FrontendAdaptation, items: Iterable[Any]) -> dict[str, float]:
     """Precision / recall of the predicted pauses against the teacher's on corpus items."""
-    from mlx_speech.text.normalize import normalize_en  # noqa: PLC0415
-
     tp = fp = fn = 0
     for item in items:
         cw = corpus_words(item)
-        if cw is None:
+        al = None if cw is None else aligned_pauses(item, cw)
+        if al is None:
             continue
-        tokens = TOKENS.findall(normalize_en(item.text))
-        word_idx = [k for k, t in enumerate(tokens) if t[0].isalpha()]
-        if len(word_idx) != len(cw):
-            continue
+        tokens, word_idx, pauses = al
         punct = {word_idx[k] for k in range(len(word_idx) - 1) if word_idx[k + 1] != word_idx[k] + 1}
-        truth = {word_idx[k] for k, (_, _, p) in enumerate(cw) if p} - punct
+        truth = pauses - punct
         pred = adaptation.breaks(tokens)
         tp, fp, fn = tp + len(pred & truth), fp + len(pred - truth), fn + len(truth - pred)
     return {"precision": round(tp / max(tp + fp, 1), 4), "recall": round(tp / max(tp + fn, 1), 4),

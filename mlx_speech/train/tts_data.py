@@ -132,7 +132,7 @@ class TTSBase(Task):
         if not keep:
             raise DataError("no training utterance has speakable text and enough frames")
         self.train_items = [corpus.items[i] for i in keep]
-        return dataclasses.replace(corpus, items=[corpus.items[i] for i in keep],
+        return dataclasses.replace(corpus, items=self.train_items,
                                    source_of=corpus.source_of[keep],
                                    val_items=[it for it in corpus.val_items if str(it.path) in self.row_of])
 
