@@ -6,7 +6,11 @@ Workloads (``--preset``, default ``bsq_vit_small_b18``; fp32):
   step: mel front end, tokenizer forward and backward, PatchGAN, hinge + L1 + L2 + BSQ losses,
   AdamW, EMA) on the same prepared batch of ``--batch`` windows of a synthetic corpus, the GAN
   switched on, both trainers starting from the same weights (MLX copied into torch). The
-  first-step losses of both are reported beside the times.
+  first-step losses of both are reported beside the times. ``parts`` splits the step: the
+  gradients of the discriminator step (generator forward without gradient + PatchGAN forward
+  and backward on real and reconstructed mels), those of the generator step (tokenizer forward
+  and backward through the PatchGAN); what is left of the step is the two AdamW updates and
+  the EMA.
 * ``codec``: ``--seconds`` (10) of a speech-like signal, batch 1: ``encode`` then ``decode_mel``
   (the tokenizer alone), and ``decode`` through Griffin-Lim, as RTF = compute seconds / audio
   seconds.
@@ -81,14 +85,42 @@ def _train(tmp: str, args: argparse.Namespace) -> dict:
     fns = {"mlx": lambda: m._train_step(micro, 1.0, 1), "torch": lambda: t._train_step(micro, 1.0, 1)}
     best = compare_times(fns, reps=args.reps, rounds=args.rounds)
     paired = paired_ratio(fns["mlx"], fns["torch"], pairs=args.pairs)
+    parts = _parts(m, t, micro, args)
     met = lambda r: {k: round(r.loss if k == "loss" else r.metrics[k], 6) for k in TERMS}  # noqa: E731
     return {"batch": args.batch, "window_seconds": window, "compiled_mlx": m.compiled,
             "parameters": int(sum(v.size for v in m.params.values())),
             "mlx_step_ms": round(best["mlx"] * 1e3, 1), "torch_step_ms": round(best["torch"] * 1e3, 1),
             "mlx_over_torch": round(best["mlx"] / best["torch"], 3),
             "mlx_over_torch_paired": paired,
+            "parts": parts,
             "first_step_mlx": met(first_m), "first_step_torch": met(first_t),
             "target": {"limit": LIMIT, "met": paired["median"] <= LIMIT}}
+
+
+def _parts(m, t, micro: list, args: argparse.Namespace) -> dict:
+    """The step's parts (module docstring), each side's best time and the ratio."""
+    import mlx.core as mx  # noqa: PLC0415
+
+    mt, tt, nets = m.task, t.task, t.nets
+    gen, disc = m.model.generator, m.model.discriminator
+    fns = {
+        "discriminator_grads": (
+            lambda: mx.eval(m._grads("disc", lambda x: mt.discriminator_loss(gen, disc, x),
+                                     m.optims["doptim"].names, micro)),
+            lambda: t._backward(lambda x: tt.discriminator_loss(nets["generator"], nets["discriminator"], x),
+                                micro)),
+        "generator_grads": (
+            lambda: mx.eval(m._grads("gen", lambda x: mt.generator_loss(gen, disc, x),
+                                     m.optims["optim"].names, micro)),
+            lambda: t._backward(lambda x: tt.generator_loss(nets["generator"], nets["discriminator"], x),
+                                micro)),
+    }
+    out = {}
+    for name, (f_m, f_t) in fns.items():
+        best = compare_times({"mlx": f_m, "torch": f_t}, reps=args.reps, rounds=args.rounds)
+        out[name] = {"mlx_ms": round(best["mlx"] * 1e3, 1), "torch_ms": round(best["torch"] * 1e3, 1),
+                     "mlx_over_torch": round(best["mlx"] / best["torch"], 3)}
+    return out
 
 
 def _codec(args: argparse.Namespace) -> dict:
