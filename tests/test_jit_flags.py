@@ -94,6 +94,7 @@ adam = O._adamw_compiled(ps, gs, [mx.zeros_like(p) + 0.1 for p in ps],
 out = {
     "gelu": A.gelu_cpu(x), "gelu_grad": mx.grad(lambda y: A.gelu_cpu(y).sum())(x),
     "elu_grad": mx.grad(lambda y: A.elu(y).sum())(x), "exp2": A.exp2_fast(-mx.abs(x)),
+    "silu_grad": mx.grad(lambda y: A.silu(y).sum())(x),
     "softmax": mx.compile(lambda y: mx.softmax(y, axis=-1))(x),
     "sqrt_div": mx.compile(lambda a, b: a / (mx.sqrt(mx.abs(b)) + 1e-8) * 0.3 - b)(x, x * 0.7),
     "adam_w": adam[1][0], "adam_b": adam[1][1], "adam_v": adam[3][0],

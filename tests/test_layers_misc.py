@@ -417,6 +417,37 @@ def test_elu_cpu_kernels_accuracy_specials_and_gradient():
     assert empty.shape == (0, 3)
 
 
+def test_sigmoid_cpu_kernels_accuracy_specials_and_gradient():
+    x = np.concatenate([np.linspace(-90, 90, 72001), -np.logspace(-12, 2, 301),
+                        np.logspace(-30, 2, 101), [0.0, -0.0]]).astype(np.float32)
+    exact = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    with mx.stream(mx.cpu):
+        y = np.array(macts.sigmoid_cpu(mx.array(x)))
+        auto = np.array(macts.sigmoid(mx.array(x)))
+        silu = np.array(macts.get_activation("silu")(mx.array(x)))
+        special = np.array(macts.sigmoid_cpu(mx.array([np.inf, -np.inf, np.nan], dtype=mx.float32)))
+        xs = mx.array(x)
+        w = mx.arange(1, x.size + 1).astype(mx.float32)
+        g = np.array(mx.grad(lambda v: (macts.sigmoid_cpu(v) * w).sum())(xs)) / np.array(w)
+        strided = mx.array(x[:72000]).reshape(360, 200).T  # non-contiguous input
+        ys = np.array(macts.sigmoid_cpu(strided))
+        half = macts.sigmoid_cpu(mx.array(x[:1000]).astype(mx.bfloat16))
+        empty = macts.sigmoid_cpu(mx.zeros((0, 3)))
+    assert np.abs(y - exact).max() < 1.5e-7 and np.array_equal(auto, y)
+    # relative: float32 x * log2(e) carries ~|x| * 6e-8 relative error into the tail (as in
+    # exp_fast); past 1e-30 the float32 exponent runs out (mx.sigmoid flushes there too)
+    keep = exact > 1e-30
+    assert (np.abs(y - exact)[keep] / exact[keep] <= 1e-6 + 8e-8 * np.abs(x[keep])).all()
+    assert y[-1] == 0.5 and y[-2] == 0.5 and ((y >= 0) & (y <= 1)).all()
+    assert special[0] == 1.0 and special[1] == 0.0 and np.isnan(special[2])
+    assert np.abs(silu - x * exact).max() < 1.5e-7 * 90
+    g_ref = exact * (1.0 - exact)
+    assert np.abs(g - g_ref).max() < 2e-7
+    assert np.array_equal(ys, y[:72000].reshape(360, 200).T)
+    assert half.dtype == mx.bfloat16 and np.abs(np.array(half.astype(mx.float32)) - exact[:1000]).max() < 8e-3
+    assert empty.shape == (0, 3)
+
+
 def test_few_rows_linear_matches_plain_linear_and_its_gradient(monkeypatch):
     from mlx_speech.layers import linear
     from mlx_speech.layers.linear import Linear, few_rows_applies

@@ -333,9 +333,58 @@ def elu(x: mx.array, alpha: float = 1.0) -> mx.array:
     return mx.where(x > 0, x, alpha * (mx.exp(mx.minimum(x, 0.0)) - 1.0))
 
 
+# Sigmoid as the two exp2_fast kernels with the sign folded in: p = exp(-|x|) <= 1 (never
+# overflows), then sigmoid = (x < 0 ? p : 1) / (1 + p). ``one`` is a bound array, not a literal
+# arm of the ``where`` (see the notes above). NaN stays NaN, +-inf give exactly 1 / 0.
+def _sigmoid_head(x: mx.array, lo: mx.array) -> tuple[mx.array, mx.array]:
+    y = mx.abs(x) * -_LOG2E
+    y = mx.where(y < lo, lo, y)
+    return y, mx.left_shift(((y + _ROUND_M2) - (_ROUND_M2 - 127.0)).astype(mx.int32), 23)
+
+
+def _sigmoid_tail(x: mx.array, y: mx.array, two_n: mx.array, one: mx.array) -> mx.array:
+    p = _estrin(y - ((y + _ROUND_M1) - _ROUND_M1), _EXP2_C) * two_n
+    return mx.where(x < 0, p, one) / (1.0 + p)
+
+
+def _sigmoid_grad(out: mx.array, cotangent: mx.array) -> mx.array:
+    return cotangent * (out * (1.0 - out))
+
+
+_sigmoid_head_k = _PerShape(_sigmoid_head)
+_sigmoid_tail_k = _PerShape(_sigmoid_tail)
+_sigmoid_grad_k = _PerShape(_sigmoid_grad)
+
+
+@mx.custom_function
+def sigmoid_cpu(x: mx.array) -> mx.array:
+    """The logistic sigmoid of a float ``x`` as two vectorised CPU kernels, within ~1e-7 of
+    the exact value (``mx.sigmoid`` is a scalar libm loop on the CPU backend: docs/performance.md,
+    "CPU kernels and JIT flags"). Float32 inside; the gradient ``s (1 - s)`` is one kernel."""
+    if x.size == 0:
+        return x
+    xf = mx.contiguous(x.astype(mx.float32))
+    y, bits = _sigmoid_head_k(xf, _bound("exp2_lo", -127.0))
+    return _sigmoid_tail_k(xf, y, mx.view(bits, mx.float32), _bound("one", 1.0)).astype(x.dtype)
+
+
+@sigmoid_cpu.vjp
+def _sigmoid_cpu_vjp(primals, cotangent, output):
+    if output.size == 0:
+        return cotangent
+    g = _sigmoid_grad_k(mx.contiguous(output.astype(mx.float32)),
+                        mx.contiguous(cotangent.astype(mx.float32)))
+    return g.astype(cotangent.dtype)
+
+
+def sigmoid(x: mx.array) -> mx.array:
+    """Logistic sigmoid by device: :func:`sigmoid_cpu` on the CPU, ``mx.sigmoid`` on a GPU."""
+    return sigmoid_cpu(x) if _on_cpu() else mx.sigmoid(x)
+
+
 def silu(x: mx.array) -> mx.array:
     """SiLU / swish, ``x * sigmoid(x)``."""
-    return x * mx.sigmoid(x)
+    return x * sigmoid(x)
 
 
 def relu(x: mx.array) -> mx.array:

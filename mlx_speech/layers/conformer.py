@@ -34,7 +34,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-from mlx_speech.layers.activations import get_activation, silu
+from mlx_speech.layers.activations import get_activation, sigmoid, silu
 from mlx_speech.layers.attention import MultiHeadAttention
 from mlx_speech.layers.conv import Conv1d
 from mlx_speech.layers.kv_cache import KVCache
@@ -103,7 +103,7 @@ class ConformerConvModule(Streaming, nn.Module):
 
     def _pre(self, x: mx.array) -> mx.array:
         a, b = mx.split(self.pointwise_in(self.norm_in(x)), 2, axis=-1)
-        return a * mx.sigmoid(b)  # GLU over channels
+        return a * sigmoid(b)  # GLU over channels
 
     def _post(self, h: mx.array) -> mx.array:
         return self.pointwise_out(silu(self.norm(h)))
