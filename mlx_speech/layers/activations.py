@@ -125,16 +125,24 @@ def _bound(name: str, value: float) -> mx.array:
     return mx.max(b)
 
 
-def _exp2_bits(t: mx.array, lo: mx.array) -> mx.array:
-    """``2**n`` as int32 float bits, ``n = round(max(t, -127))``: exponent field ``n + 127``."""
-    y = mx.where(t < lo, lo, t)
+def _pow2_bits(y: mx.array) -> mx.array:
+    """``2**n`` as int32 float bits, ``n = round(y)`` for ``y >= -127``: exponent field ``n + 127``."""
     return mx.left_shift(((y + _ROUND_M2) - (_ROUND_M2 - 127.0)).astype(mx.int32), 23)
 
 
-def _exp2_mantissa(t: mx.array, two_n: mx.array, lo: mx.array) -> mx.array:
-    """``2**f * 2**n`` with ``f = y - n`` in [-1/2, 1/2] (Taylor, degree 7)."""
-    y = mx.where(t < lo, lo, t)
+def _pow2_scaled(y: mx.array, two_n: mx.array) -> mx.array:
+    """``2**f * two_n`` with ``f = y - round(y)`` in [-1/2, 1/2] (Taylor, degree 7)."""
     return _estrin(y - ((y + _ROUND_M1) - _ROUND_M1), _EXP2_C) * two_n
+
+
+def _exp2_bits(t: mx.array, lo: mx.array) -> mx.array:
+    """``2**n`` as int32 float bits, ``n = round(max(t, -127))``."""
+    return _pow2_bits(mx.where(t < lo, lo, t))
+
+
+def _exp2_mantissa(t: mx.array, two_n: mx.array, lo: mx.array) -> mx.array:
+    """``2**f * 2**n`` with ``f = y - n`` in [-1/2, 1/2], ``y = max(t, -127)``."""
+    return _pow2_scaled(mx.where(t < lo, lo, t), two_n)
 
 
 _exp2_bits_k = _PerShape(_exp2_bits)
@@ -284,12 +292,11 @@ def gelu_tanh(x: mx.array) -> mx.array:
 def _elu_head(x: mx.array, lo: mx.array) -> tuple[mx.array, mx.array]:
     y = (x - mx.abs(x)) * (0.5 * _LOG2E)
     y = mx.where(y < lo, lo, y)
-    return y, mx.left_shift(((y + _ROUND_M2) - (_ROUND_M2 - 127.0)).astype(mx.int32), 23)
+    return y, _pow2_bits(y)
 
 
 def _elu_tail(x: mx.array, y: mx.array, two_n: mx.array) -> mx.array:
-    p = _estrin(y - ((y + _ROUND_M1) - _ROUND_M1), _EXP2_C) * two_n
-    return (x + mx.abs(x)) * 0.5 + (p - 1.0)
+    return (x + mx.abs(x)) * 0.5 + (_pow2_scaled(y, two_n) - 1.0)
 
 
 def _elu_grad(x: mx.array, out: mx.array, cotangent: mx.array) -> mx.array:
@@ -339,11 +346,11 @@ def elu(x: mx.array, alpha: float = 1.0) -> mx.array:
 def _sigmoid_head(x: mx.array, lo: mx.array) -> tuple[mx.array, mx.array]:
     y = mx.abs(x) * -_LOG2E
     y = mx.where(y < lo, lo, y)
-    return y, mx.left_shift(((y + _ROUND_M2) - (_ROUND_M2 - 127.0)).astype(mx.int32), 23)
+    return y, _pow2_bits(y)
 
 
 def _sigmoid_tail(x: mx.array, y: mx.array, two_n: mx.array, one: mx.array) -> mx.array:
-    p = _estrin(y - ((y + _ROUND_M1) - _ROUND_M1), _EXP2_C) * two_n
+    p = _pow2_scaled(y, two_n)
     return mx.where(x < 0, p, one) / (1.0 + p)
 
 
